@@ -1,0 +1,11 @@
+-- Per account and month: deposits, withdrawals and net flow in the base currency.
+SELECT account_no,
+       year,
+       month,
+       count(*) AS transactions,
+       coalesce(sum(deposit_sgd_amt), 0) AS deposits_sgd,
+       coalesce(sum(withdrawal_sgd_amt), 0) AS withdrawals_sgd,
+       coalesce(sum(deposit_sgd_amt), 0) - coalesce(sum(withdrawal_sgd_amt), 0) AS net_sgd
+FROM processed
+GROUP BY account_no, year, month
+ORDER BY account_no, year, month

@@ -1,0 +1,446 @@
+//! Command line: parse, run one job, print its report, save it beside the lake.
+
+mod print;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use fxpipe::engine::Engine;
+use fxpipe::gen;
+use fxpipe::ingest;
+use fxpipe::jobs::normalize::{NormalizeOptions, YearMonth};
+use fxpipe::jobs::{analytics, load, normalize};
+use fxpipe::report;
+use fxpipe::storage::{delta, Lake, Table};
+use print::Format;
+
+const EXAMPLES: &str = "\
+Examples:
+  fxpipe quickstart                                   # sample data end to end into ./lake
+  fxpipe gen rates --from 2017-01-01 --to 2017-12-31 --out rates/
+  fxpipe ingest --source file://rates --from 2017-01-01 --to 2017-12-31
+  fxpipe gen transactions --rows 100000 --out txns.csv --dirty 0.01
+  fxpipe load txns.csv
+  fxpipe normalize --max-rate-age 3
+  fxpipe report creditworthiness
+  fxpipe sql \"SELECT reason, count(*) FROM rejects GROUP BY reason\" --format csv";
+
+/// Multi-currency bank transactions to one base currency, exactly.
+#[derive(Debug, Parser)]
+#[command(name = "fxpipe", version, about, after_help = EXAMPLES)]
+struct Cli {
+    /// The lake: a local folder (created if missing).
+    #[arg(long, global = true, env = "FXPIPE_LAKE", default_value = "./lake")]
+    lake: String,
+
+    /// Currency every amount is converted to (any ISO 4217 code the rates carry).
+    #[arg(long, global = true, env = "FXPIPE_BASE_CURRENCY", default_value = "SGD", value_parser = currency_code)]
+    base_currency: String,
+
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate sample data (rates files, transaction CSV).
+    #[command(subcommand)]
+    Gen(GenCommand),
+    /// Read daily rates from a source into the rates table (failures into rates_errors).
+    Ingest(IngestArgs),
+    /// Load bank-transaction CSV files into the transactions table (faults into rejects).
+    Load(LoadArgs),
+    /// Convert transactions to the base currency into the processed table.
+    Normalize(NormalizeArgs),
+    /// Run SQL over the lake's tables: transactions, rejects, loads, rates, rates_errors, processed.
+    Sql(SqlArgs),
+    /// Run one of the analytics reports over the processed table.
+    Report(ReportArgs),
+    /// Delete data files no table version within the retention period needs.
+    Vacuum(VacuumArgs),
+    /// Generate sample data and run the whole pipeline on it, printing every report.
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum GenCommand {
+    /// A bank-transactions CSV export with real-world quirks (and, with --dirty, faults).
+    Transactions(GenTransactionsArgs),
+    /// Open-Exchange-Rates-format files DIR/historical/YYYY-MM-DD.json.
+    Rates(GenRatesArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenTransactionsArgs {
+    /// Number of data rows.
+    #[arg(long, env = "FXPIPE_GEN_ROWS", default_value_t = 10_000)]
+    rows: u64,
+    /// Output CSV file.
+    #[arg(long, env = "FXPIPE_GEN_OUT")]
+    out: PathBuf,
+    #[arg(long, env = "FXPIPE_GEN_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Number of accounts the rows are spread over.
+    #[arg(long, env = "FXPIPE_GEN_ACCOUNTS", default_value_t = 10)]
+    accounts: u32,
+    #[arg(long, env = "FXPIPE_GEN_FROM", default_value = "2017-01-01")]
+    from: NaiveDate,
+    #[arg(long, env = "FXPIPE_GEN_TO", default_value = "2018-12-31")]
+    to: NaiveDate,
+    /// Fraction of rows (0 to 1) made malformed, of many kinds.
+    #[arg(long, env = "FXPIPE_GEN_DIRTY", default_value_t = 0.0)]
+    dirty: f64,
+}
+
+#[derive(Debug, Args)]
+struct GenRatesArgs {
+    #[arg(long, env = "FXPIPE_GEN_FROM")]
+    from: NaiveDate,
+    #[arg(long, env = "FXPIPE_GEN_TO")]
+    to: NaiveDate,
+    /// Output folder (files go to OUT/historical/).
+    #[arg(long, env = "FXPIPE_GEN_OUT")]
+    out: PathBuf,
+    #[arg(long, env = "FXPIPE_GEN_SEED", default_value_t = 7)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// Where rates come from: file://DIR (DIR/historical/YYYY-MM-DD.json).
+    #[arg(long, env = "FXPIPE_RATE_SOURCE")]
+    source: String,
+    /// First date (YYYY-MM-DD).
+    #[arg(long, env = "FXPIPE_INGEST_FROM")]
+    from: NaiveDate,
+    /// Last date, inclusive (default: --from).
+    #[arg(long, env = "FXPIPE_INGEST_TO")]
+    to: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// CSV files to load.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct NormalizeArgs {
+    /// Days back a missing day's rate may come from (0 = the value date's rate only).
+    #[arg(long, env = "FXPIPE_MAX_RATE_AGE", default_value_t = 3)]
+    max_rate_age: u32,
+    /// Fail, writing nothing, if any amount has no usable rate.
+    #[arg(long, env = "FXPIPE_STRICT")]
+    strict: bool,
+    /// First month to recompute (YYYY-MM); with --to, only those partitions are replaced.
+    #[arg(long, env = "FXPIPE_NORMALIZE_FROM", requires = "to")]
+    from: Option<YearMonth>,
+    /// Last month to recompute (YYYY-MM), inclusive.
+    #[arg(long, env = "FXPIPE_NORMALIZE_TO", requires = "from")]
+    to: Option<YearMonth>,
+    /// Name the converted columns after the base currency (withdrawal_eur_amt) instead of the
+    /// Athena-compatible withdrawal_sgd_amt.
+    #[arg(long, env = "FXPIPE_COLUMNS_FOLLOW_BASE")]
+    columns_follow_base: bool,
+}
+
+#[derive(Debug, Args)]
+struct SqlArgs {
+    /// The query (or use -f).
+    #[arg(conflicts_with = "file", required_unless_present = "file")]
+    query: Option<String>,
+    /// A file of SQL statements separated by `;` (each result is printed).
+    #[arg(short, long, env = "FXPIPE_SQL_FILE")]
+    file: Option<PathBuf>,
+    #[arg(long, value_enum, env = "FXPIPE_FORMAT", default_value = "table")]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// account-summary, creditworthiness, deposits-by-currency, currency-exposure or monthly-flows.
+    name: String,
+    #[arg(long, value_enum, env = "FXPIPE_FORMAT", default_value = "table")]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+struct VacuumArgs {
+    /// Keep files needed by versions newer than this many hours (time travel window).
+    #[arg(long, env = "FXPIPE_VACUUM_RETENTION_HOURS", default_value_t = 168)]
+    retention_hours: u64,
+    /// Only list what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct QuickstartArgs {
+    /// Transactions to generate.
+    #[arg(long, env = "FXPIPE_QUICKSTART_ROWS", default_value_t = 10_000)]
+    rows: u64,
+    /// Folder for the generated inputs (CSV and rates files).
+    #[arg(long, env = "FXPIPE_QUICKSTART_INPUTS", default_value = "./sample")]
+    inputs: PathBuf,
+}
+
+fn currency_code(text: &str) -> Result<String, String> {
+    let code = text.trim().to_ascii_uppercase();
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(code)
+    } else {
+        Err(format!("{text:?} is not a three-letter ISO currency code"))
+    }
+}
+
+/// Parses arguments, runs the command, maps errors to exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,fxpipe=info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Gen(command) = &cli.command {
+        return run_gen(command);
+    }
+    let lake = Lake::open(&cli.lake)?;
+    let engine = Engine::embedded();
+    match cli.command {
+        Command::Gen(_) => Ok(()),
+        Command::Ingest(args) => {
+            let source = ingest::source::open(&args.source)?;
+            let to = args.to.unwrap_or(args.from);
+            run_ingest(
+                &engine,
+                &lake,
+                source.as_ref(),
+                args.from,
+                to,
+                &cli.base_currency,
+            )
+            .await
+        }
+        Command::Load(args) => run_load(&engine, &lake, &args.files).await,
+        Command::Normalize(args) => {
+            let options = NormalizeOptions {
+                base_currency: cli.base_currency.clone(),
+                max_rate_age_days: args.max_rate_age,
+                strict: args.strict,
+                column_suffix: if args.columns_follow_base {
+                    cli.base_currency.to_ascii_lowercase()
+                } else {
+                    "sgd".to_string()
+                },
+                months: args.from.zip(args.to),
+            };
+            run_normalize(&engine, &lake, &options).await
+        }
+        Command::Sql(args) => run_sql(&engine, &lake, args).await,
+        Command::Report(args) => {
+            let frame = analytics::report(&engine, &lake, &args.name).await?;
+            print::print(frame, args.format).await?;
+            Ok(())
+        }
+        Command::Vacuum(args) => {
+            for table in Table::ALL {
+                let files = delta::vacuum(&lake, table, args.retention_hours, args.dry_run).await?;
+                let verb = if args.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                };
+                println!("{}: {verb} {} files", table.sql_name(), files.len());
+            }
+            Ok(())
+        }
+        Command::Quickstart(args) => quickstart(&engine, &lake, &cli.base_currency, &args).await,
+    }
+}
+
+fn run_gen(command: &GenCommand) -> anyhow::Result<()> {
+    match command {
+        GenCommand::Transactions(a) => {
+            let spec = gen::transactions::TransactionSpec {
+                rows: a.rows,
+                seed: a.seed,
+                accounts: a.accounts,
+                from: a.from,
+                to: a.to,
+                dirty: a.dirty,
+            };
+            let rows = gen::transactions::generate(&a.out, &spec)?;
+            println!("wrote {rows} transactions to {}", a.out.display());
+        }
+        GenCommand::Rates(a) => {
+            let files = gen::rates::generate(&a.out, a.from, a.to, a.seed)?;
+            println!(
+                "wrote {files} daily rate files to {}",
+                a.out.join("historical").display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run_ingest(
+    engine: &Engine,
+    lake: &Lake,
+    source: &dyn ingest::RateSource,
+    from: NaiveDate,
+    to: NaiveDate,
+    base: &str,
+) -> anyhow::Result<()> {
+    let report = ingest::ingest(engine, lake, source, from, to, base).await?;
+    print!("{report}");
+    println!("  report: {}", report::save(lake, "ingest", &report).await?);
+    Ok(())
+}
+
+async fn run_load(engine: &Engine, lake: &Lake, files: &[PathBuf]) -> anyhow::Result<()> {
+    let report = load::load(engine, lake, files).await?;
+    print!("{report}");
+    println!("  report: {}", report::save(lake, "load", &report).await?);
+    Ok(())
+}
+
+async fn run_normalize(
+    engine: &Engine,
+    lake: &Lake,
+    options: &NormalizeOptions,
+) -> anyhow::Result<()> {
+    let report = normalize::normalize(engine, lake, options).await?;
+    print!("{report}");
+    println!("  output: {}", lake.table_url(Table::Processed));
+    println!(
+        "  report: {}",
+        report::save(lake, "normalize", &report).await?
+    );
+    Ok(())
+}
+
+async fn run_sql(engine: &Engine, lake: &Lake, args: SqlArgs) -> anyhow::Result<()> {
+    let text = match (&args.query, &args.file) {
+        (Some(query), _) => query.clone(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?,
+        (None, None) => anyhow::bail!("give a query or -f FILE"),
+    };
+    let registered = engine.register_lake(lake).await?;
+    let statements = datafusion::sql::parser::DFParser::parse_sql(&text)?;
+    for statement in statements {
+        let state = engine.ctx().state();
+        let plan = state.statement_to_plan(statement).await.with_context(|| {
+            format!(
+                "tables in {}: {}",
+                lake.display(),
+                if registered.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    registered.join(", ")
+                }
+            )
+        })?;
+        let frame = engine.ctx().execute_logical_plan(plan).await?;
+        print::print(frame, args.format).await?;
+    }
+    Ok(())
+}
+
+async fn quickstart(
+    engine: &Engine,
+    lake: &Lake,
+    base: &str,
+    args: &QuickstartArgs,
+) -> anyhow::Result<()> {
+    let from = NaiveDate::from_ymd_opt(2017, 1, 1).context("date")?;
+    let to = NaiveDate::from_ymd_opt(2018, 12, 31).context("date")?;
+    let rates_dir = args.inputs.join("rates");
+    let csv = args.inputs.join("transactions.csv");
+    println!("== 1. sample data in {}", args.inputs.display());
+    let files = gen::rates::generate(&rates_dir, from, to, 7)?;
+    println!(
+        "wrote {files} daily rate files to {}",
+        rates_dir.join("historical").display()
+    );
+    let spec = gen::transactions::TransactionSpec {
+        rows: args.rows,
+        seed: 42,
+        accounts: 10,
+        from,
+        to,
+        dirty: 0.01,
+    };
+    gen::transactions::generate(&csv, &spec)?;
+    println!(
+        "wrote {} transactions (1% malformed on purpose) to {}",
+        args.rows,
+        csv.display()
+    );
+
+    println!("\n== 2. ingest rates into {}", lake.table_url(Table::Rates));
+    let source = ingest::source::open(&format!("file://{}", rates_dir.display()))?;
+    run_ingest(engine, lake, source.as_ref(), from, to, base).await?;
+
+    println!(
+        "\n== 3. load transactions into {}",
+        lake.table_url(Table::Transactions)
+    );
+    run_load(engine, lake, &[csv]).await?;
+
+    println!("\n== 4. normalize to {base}");
+    let options = NormalizeOptions {
+        base_currency: base.to_string(),
+        ..Default::default()
+    };
+    run_normalize(engine, lake, &options).await?;
+
+    for (name, _) in analytics::REPORTS {
+        println!("\n== report {name}");
+        let frame = analytics::report(engine, lake, name).await?;
+        print::print(frame, Format::Table).await?;
+    }
+    println!(
+        "\nDone. Query the lake with: fxpipe --lake {} sql \"SELECT * FROM processed LIMIT 10\"",
+        lake.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! The engine seam: where plans run.
+//!
+//! Jobs get a [`SessionContext`] from an [`Engine`] and never ask how it was built. Today that is
+//! DataFusion embedded in this process (with delta-rs's planner, so plans can end in a Delta
+//! write); the Ballista cluster becomes a second constructor here, not an `if` in the jobs.
+
+pub mod functions;
+
+use std::sync::Arc;
+
+use datafusion::catalog::Session;
+use datafusion::prelude::SessionContext;
+use tracing::debug;
+
+use crate::storage::{delta, Lake, StorageError, Table};
+
+/// A place to plan and run SQL, with fxpipe's functions installed.
+#[derive(Clone)]
+pub struct Engine {
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("session", &self.ctx.session_id())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// DataFusion in this process, using every core.
+    pub fn embedded() -> Self {
+        let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
+        ctx.register_udf(functions::FxConvert::udf());
+        Self { ctx }
+    }
+
+    pub fn ctx(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The session state as delta-rs's writer wants it.
+    pub fn session(&self) -> Arc<dyn Session> {
+        Arc::new(self.ctx.state())
+    }
+
+    /// Registers every table the lake holds under its SQL name, read through the Delta log at
+    /// its latest version (so uncommitted or removed files are never seen). Returns the names
+    /// registered.
+    pub async fn register_lake(&self, lake: &Lake) -> Result<Vec<&'static str>, StorageError> {
+        let mut registered = Vec::new();
+        for table in Table::ALL {
+            if self.register_table(lake, table).await? {
+                registered.push(table.sql_name());
+            }
+        }
+        Ok(registered)
+    }
+
+    /// Registers one table; `false` when the lake has no such table yet.
+    pub async fn register_table(&self, lake: &Lake, table: Table) -> Result<bool, StorageError> {
+        let Some(opened) = delta::open(lake, table).await? else {
+            return Ok(false);
+        };
+        let to_storage = |source| StorageError::Delta {
+            table: table.sql_name().to_string(),
+            source,
+        };
+        opened
+            .update_datafusion_session(&self.ctx.state())
+            .map_err(to_storage)?;
+        let provider = opened
+            .table_provider()
+            .await
+            .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
+        // Re-registering replaces an older version's provider (after this process wrote).
+        let _ = self.ctx.deregister_table(table.sql_name());
+        self.ctx
+            .register_table(table.sql_name(), provider)
+            .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
+        debug!(table = table.sql_name(), version = ?opened.version(), "registered");
+        Ok(true)
+    }
+}

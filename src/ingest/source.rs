@@ -1,0 +1,108 @@
+//! The rate-source seam: where daily rates come from.
+//!
+//! `file://DIR` reads Open-Exchange-Rates-format files (`DIR/historical/YYYY-MM-DD.json`, as
+//! `fxpipe gen rates` writes them); the HTTP API is a second implementation of [`RateSource`].
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use super::oer::{self, DailyRates, Parsed};
+
+/// A failed fetch, in the shape of the source's error body (it becomes a `rates_errors` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub status: i32,
+    pub message: String,
+    pub description: String,
+}
+
+impl FetchError {
+    pub fn new(status: i32, message: &str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.to_string(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Where daily USD-based rates come from.
+#[async_trait::async_trait]
+pub trait RateSource: Send + Sync + std::fmt::Debug {
+    /// Rates for one day, or the source's error for it.
+    async fn fetch(&self, date: NaiveDate) -> Result<DailyRates, FetchError>;
+    /// A description for reports and the errors table (never containing credentials).
+    fn describe(&self) -> String;
+}
+
+/// Why a source could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "unsupported rate source {0:?}: use file://DIR (a folder with historical/YYYY-MM-DD.json)"
+    )]
+    Unsupported(String),
+    #[error("rate source folder {0} does not exist")]
+    MissingFolder(PathBuf),
+}
+
+/// Opens a source from its URL.
+pub fn open(url: &str) -> Result<Box<dyn RateSource>, SourceError> {
+    match url.strip_prefix("file://") {
+        Some(dir) => {
+            let root = PathBuf::from(dir);
+            if !root.is_dir() {
+                return Err(SourceError::MissingFolder(root));
+            }
+            Ok(Box::new(FileSource { root }))
+        }
+        None => Err(SourceError::Unsupported(url.to_string())),
+    }
+}
+
+/// Open-Exchange-Rates-format files in a folder.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    root: PathBuf,
+}
+
+/// Turns a response body into rates or the error it carries.
+pub fn interpret(body: &str) -> Result<DailyRates, FetchError> {
+    match oer::parse(body) {
+        Ok(Parsed::Rates(rates)) => Ok(rates),
+        Ok(Parsed::Error(e)) => Err(FetchError {
+            status: e.status,
+            message: e.message,
+            description: e.description,
+        }),
+        Err(why) => Err(FetchError::new(0, "invalid_response", why)),
+    }
+}
+
+#[async_trait::async_trait]
+impl RateSource for FileSource {
+    async fn fetch(&self, date: NaiveDate) -> Result<DailyRates, FetchError> {
+        let path = self
+            .root
+            .join("historical")
+            .join(format!("{}.json", date.format("%Y-%m-%d")));
+        match tokio::fs::read_to_string(&path).await {
+            Ok(body) => interpret(&body),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FetchError::new(
+                404,
+                "not_found",
+                format!("no file {}", path.display()),
+            )),
+            Err(e) => Err(FetchError::new(
+                0,
+                "read_failed",
+                format!("{}: {e}", path.display()),
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+}

@@ -1,0 +1,46 @@
+//! The analytics users run on the processed table (`fxpipe report NAME`), one `.sql` file each.
+
+use datafusion::dataframe::DataFrame;
+
+use super::JobError;
+use crate::engine::Engine;
+use crate::storage::{Lake, Table};
+
+/// Report names (as the CLI takes them) and their SQL.
+pub const REPORTS: [(&str, &str); 5] = [
+    (
+        "account-summary",
+        include_str!("../../sql/analytics/account_summary.sql"),
+    ),
+    (
+        "creditworthiness",
+        include_str!("../../sql/analytics/creditworthiness.sql"),
+    ),
+    (
+        "deposits-by-currency",
+        include_str!("../../sql/analytics/deposits_by_currency.sql"),
+    ),
+    (
+        "currency-exposure",
+        include_str!("../../sql/analytics/currency_exposure.sql"),
+    ),
+    (
+        "monthly-flows",
+        include_str!("../../sql/analytics/monthly_flows.sql"),
+    ),
+];
+
+/// Plans a named report over the lake's processed table.
+pub async fn report(engine: &Engine, lake: &Lake, name: &str) -> Result<DataFrame, JobError> {
+    let Some((_, sql)) = REPORTS.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = REPORTS.iter().map(|(n, _)| *n).collect();
+        return Err(JobError::UnknownReport(name.to_string(), names.join(", ")));
+    };
+    if !engine.register_table(lake, Table::Processed).await? {
+        return Err(JobError::MissingTable(
+            "processed",
+            "run `fxpipe normalize` first",
+        ));
+    }
+    Ok(engine.ctx().sql(sql).await?)
+}

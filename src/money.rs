@@ -1,0 +1,232 @@
+//! Exact money arithmetic.
+//!
+//! Amounts and rates are fixed-point decimals end to end: text is parsed straight into scaled
+//! integers (never through a float), and the conversion `amount × rate_usd[base] / rate_usd[cur]`
+//! is evaluated on 256-bit integers and rounded once, half away from zero, to the cent. This is
+//! what makes every converted row equal to the same formula evaluated in exact arithmetic, which
+//! DataFusion's decimal division (scale s1+4, overflow at Decimal(38,18)) cannot promise.
+
+use arrow::datatypes::i256;
+
+/// Scale of amounts in the transactions table: `Decimal(38,4)` holds every currency's minor
+/// units (KWD, BHD, OMR have 3) with room to spare.
+pub const AMOUNT_SCALE: i8 = 4;
+/// Scale of rates in the rates table: `Decimal(38,18)` holds BTC-per-USD (1e-5) with 13 more
+/// significant digits, and IRR-per-USD (4e4) with 16 integer digits to spare.
+pub const RATE_SCALE: i8 = 18;
+/// Scale of converted amounts: cents.
+pub const MONEY_SCALE: i8 = 2;
+/// Precision used for every decimal column (i128 storage either way).
+pub const PRECISION: u8 = 38;
+
+/// Why a decimal text could not be read exactly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("empty number")]
+    Empty,
+    #[error("not a number: {0:?}")]
+    Invalid(String),
+    #[error("{text:?} has more than {scale} decimal places")]
+    TooPrecise { text: String, scale: i8 },
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Parses a plain decimal (`-12.5`, `1e-5`, `0.000016386633`) into an integer scaled by
+/// `10^scale`. Fails instead of rounding when digits beyond `scale` are not zero.
+pub fn parse_scaled(text: &str, scale: i8) -> Result<i128, DecimalError> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(DecimalError::Empty);
+    }
+    let invalid = || DecimalError::Invalid(text.to_string());
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => {
+            let exp: i32 = s[i + 1..].parse().map_err(|_| invalid())?;
+            (&s[..i], exp)
+        }
+        None => (s, 0),
+    };
+    let (negative, digits) = match mantissa.as_bytes().first() {
+        Some(b'-') => (true, &mantissa[1..]),
+        Some(b'+') => (false, &mantissa[1..]),
+        _ => (false, mantissa),
+    };
+    let (int_part, frac_part) = match digits.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (digits, ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(invalid());
+    }
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    // value = 0.<digits> shifted: unscaled digits with `frac_len - exponent` decimals.
+    let all_digits = format!("{int_part}{frac_part}");
+    let all_digits = all_digits.trim_start_matches('0');
+    let decimals = frac_part.len() as i64 - exponent as i64;
+    let shift = scale as i64 - decimals;
+    let too_large = || DecimalError::TooLarge(text.to_string());
+    let value: i128 = if all_digits.is_empty() {
+        0
+    } else if shift >= 0 {
+        let base: i128 = all_digits.parse().map_err(|_| too_large())?;
+        let factor = 10i128.checked_pow(u32::try_from(shift).map_err(|_| too_large())?);
+        factor
+            .and_then(|f| base.checked_mul(f))
+            .ok_or_else(too_large)?
+    } else {
+        // Digits beyond the scale must all be zeros, or the value is not representable.
+        let cut = usize::try_from(-shift).map_err(|_| too_large())?;
+        if cut > all_digits.len() {
+            return Err(DecimalError::TooPrecise {
+                text: text.to_string(),
+                scale,
+            });
+        }
+        let (kept, dropped) = all_digits.split_at(all_digits.len() - cut);
+        if dropped.bytes().any(|b| b != b'0') {
+            return Err(DecimalError::TooPrecise {
+                text: text.to_string(),
+                scale,
+            });
+        }
+        if kept.is_empty() {
+            0
+        } else {
+            kept.parse().map_err(|_| too_large())?
+        }
+    };
+    if value.unsigned_abs() >= 10u128.pow(PRECISION as u32) {
+        return Err(too_large());
+    }
+    Ok(if negative { -value } else { value })
+}
+
+/// `amount × to_per_usd / from_per_usd`, each given as (unscaled integer, scale), rounded half
+/// away from zero to [`MONEY_SCALE`]. `None` when a rate is not positive or the result does not
+/// fit `Decimal(38,2)`.
+pub fn convert(
+    amount: (i128, i8),
+    to_per_usd: (i128, i8),
+    from_per_usd: (i128, i8),
+) -> Option<i128> {
+    convert_to_scale(amount, to_per_usd, from_per_usd, MONEY_SCALE)
+}
+
+/// [`convert`] with the result at any scale (cross rates are kept at [`RATE_SCALE`]).
+pub fn convert_to_scale(
+    amount: (i128, i8),
+    to_per_usd: (i128, i8),
+    from_per_usd: (i128, i8),
+    out_scale: i8,
+) -> Option<i128> {
+    if to_per_usd.0 <= 0 || from_per_usd.0 <= 0 {
+        return None;
+    }
+    // amount/10^sa × to/10^st ÷ (from/10^sf) × 10^so  =  a·t·10^(sf+so) / (f·10^(sa+st))
+    let pow10 = |e: i32| i256::from_i128(10).checked_pow(e as u32);
+    let num_exp = from_per_usd.1 as i32 + out_scale as i32;
+    let den_exp = amount.1 as i32 + to_per_usd.1 as i32;
+    let (num_exp, den_exp) = (
+        num_exp - num_exp.min(den_exp),
+        den_exp - num_exp.min(den_exp),
+    );
+    let numerator = i256::from_i128(amount.0)
+        .checked_mul(i256::from_i128(to_per_usd.0))?
+        .checked_mul(pow10(num_exp)?)?;
+    let denominator = i256::from_i128(from_per_usd.0).checked_mul(pow10(den_exp)?)?;
+    let quotient = numerator.checked_div(denominator)?;
+    let remainder = numerator.checked_rem(denominator)?;
+    // Half away from zero: compare 2·|r| with |d| (d > 0 here).
+    let twice = remainder.checked_abs()?.checked_mul(i256::from_i128(2))?;
+    let rounded = if twice >= denominator {
+        if numerator.is_negative() {
+            quotient.checked_sub(i256::ONE)?
+        } else {
+            quotient.checked_add(i256::ONE)?
+        }
+    } else {
+        quotient
+    };
+    let cents = rounded.to_i128()?;
+    (cents.unsigned_abs() < 10u128.pow(PRECISION as u32)).then_some(cents)
+}
+
+/// Rescales an exact decimal to the cent, half away from zero (for amounts already in the base
+/// currency).
+pub fn round_to_cents(amount: (i128, i8)) -> Option<i128> {
+    convert(amount, (1, 0), (1, 0))
+}
+
+/// Formats an unscaled integer as decimal text (`-1234, 2` → `-12.34`).
+pub fn format_scaled(value: i128, scale: i8) -> String {
+    let negative = value < 0;
+    let digits = value.unsigned_abs().to_string();
+    let scale = scale.max(0) as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int_part, frac_part) = padded.split_at(padded.len() - scale);
+    let sign = if negative { "-" } else { "" };
+    if scale == 0 {
+        format!("{sign}{int_part}")
+    } else {
+        format!("{sign}{int_part}.{frac_part}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exactly_or_refuses() {
+        assert_eq!(parse_scaled("1.35", 18), Ok(1_350_000_000_000_000_000));
+        assert_eq!(parse_scaled("0.000016386633", 18), Ok(16_386_633_000_000));
+        assert_eq!(parse_scaled("1.6e-05", 18), Ok(16_000_000_000_000));
+        assert_eq!(parse_scaled("-12.5", 4), Ok(-125_000));
+        assert_eq!(parse_scaled("12.50000", 4), Ok(125_000));
+        assert_eq!(parse_scaled(".5", 2), Ok(50));
+        assert!(matches!(
+            parse_scaled("1.00001", 4),
+            Err(DecimalError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse_scaled("1.2.3", 4),
+            Err(DecimalError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_scaled("abc", 4),
+            Err(DecimalError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_scaled("1e40", 4),
+            Err(DecimalError::TooLarge(_))
+        ));
+        assert_eq!(parse_scaled("", 4), Err(DecimalError::Empty));
+    }
+
+    #[test]
+    fn converts_to_the_cent_half_away_from_zero() {
+        // 100 INR, INR 63.0 and SGD 1.35 per USD: 100 × 1.35 / 63 = 2.142857… → 2.14
+        let amount = (100_0000, 4);
+        let sgd = (135, 2);
+        let inr = (630, 1);
+        assert_eq!(convert(amount, sgd, inr), Some(214));
+        // 2.145 exactly → 2.15; −2.145 → −2.15
+        assert_eq!(round_to_cents((2145, 3)), Some(215));
+        assert_eq!(round_to_cents((-2145, 3)), Some(-215));
+        // 1 BTC at 0.000016386633 BTC per USD, SGD 1.35: 1.35 / 0.000016386633 = 82384.22...
+        assert_eq!(convert((1_0000, 4), sgd, (16_386_633, 12)), Some(8_238_422));
+        assert_eq!(convert((1, 4), (0, 2), inr), None);
+    }
+
+    #[test]
+    fn formats_scaled_integers() {
+        assert_eq!(format_scaled(214, 2), "2.14");
+        assert_eq!(format_scaled(-5, 2), "-0.05");
+        assert_eq!(format_scaled(7, 0), "7");
+    }
+}

@@ -1,0 +1,226 @@
+//! Job reports: what each run read, wrote, rejected and could not convert.
+//!
+//! Every job returns one of these; the CLI prints it and saves it as JSON under
+//! `<lake>/_reports/` (a `_` prefix, so Spark, Athena and Delta readers ignore it).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::storage::{Lake, StorageError};
+use crate::transactions::csv::LoadCounts;
+
+/// One file of a `load` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileLoad {
+    pub source_file: String,
+    pub source_hash: String,
+    /// `loaded`, or `skipped` when the same content was loaded before.
+    pub status: &'static str,
+    /// For skipped files: the name the same content was loaded under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_content_as: Option<String>,
+    #[serde(flatten)]
+    pub counts: LoadCounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions_version: Option<i64>,
+    pub elapsed_ms: u64,
+}
+
+impl FileLoad {
+    pub fn loaded(
+        source_file: String,
+        source_hash: String,
+        counts: LoadCounts,
+        version: i64,
+        elapsed_ms: u64,
+    ) -> Self {
+        Self {
+            source_file,
+            source_hash,
+            status: "loaded",
+            same_content_as: None,
+            counts,
+            transactions_version: Some(version),
+            elapsed_ms,
+        }
+    }
+
+    pub fn skipped(source_file: String, source_hash: String, same_content_as: String) -> Self {
+        Self {
+            source_file,
+            source_hash,
+            status: "skipped",
+            same_content_as: Some(same_content_as),
+            counts: LoadCounts::default(),
+            transactions_version: None,
+            elapsed_ms: 0,
+        }
+    }
+}
+
+/// A `load` run: per file, and totals (rows_read = rows_loaded + rows_rejected).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadReport {
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    pub files: Vec<FileLoad>,
+    pub elapsed_ms: u64,
+}
+
+impl LoadReport {
+    pub fn add(&mut self, file: FileLoad) {
+        self.rows_read += file.counts.rows_read;
+        self.rows_loaded += file.counts.rows_loaded;
+        self.rows_rejected += file.counts.rows_rejected;
+        for (reason, n) in &file.counts.rejected_by_reason {
+            *self
+                .rejected_by_reason
+                .entry(reason.code().to_string())
+                .or_default() += n;
+        }
+        self.files.push(file);
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "load: {} rows read = {} loaded + {} rejected ({} ms)",
+            self.rows_read, self.rows_loaded, self.rows_rejected, self.elapsed_ms
+        )?;
+        for (reason, n) in &self.rejected_by_reason {
+            writeln!(f, "  rejected {reason}: {n}")?;
+        }
+        for file in &self.files {
+            match &file.same_content_as {
+                Some(earlier) => writeln!(
+                    f,
+                    "  {}: skipped, same content already loaded as {earlier}",
+                    file.source_file
+                )?,
+                None => writeln!(
+                    f,
+                    "  {}: {} read, {} loaded, {} rejected (transactions v{})",
+                    file.source_file,
+                    file.counts.rows_read,
+                    file.counts.rows_loaded,
+                    file.counts.rows_rejected,
+                    file.transactions_version.unwrap_or_default()
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `normalize` run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NormalizeReport {
+    pub base_currency: String,
+    pub max_rate_age_days: u32,
+    pub rows_in: u64,
+    pub rows_written: u64,
+    pub withdrawals: u64,
+    pub withdrawals_converted: u64,
+    pub deposits: u64,
+    pub deposits_converted: u64,
+    /// Amounts converted with an earlier day's rate (no rate on the value date itself).
+    pub converted_with_earlier_rate: u64,
+    /// Amounts left NULL because no rate within `max_rate_age_days`, by currency.
+    pub unconverted_by_currency: BTreeMap<String, u64>,
+    pub unconverted: u64,
+    pub partitions_written: Vec<String>,
+    pub processed_version: i64,
+    pub stage_ms: BTreeMap<&'static str, u64>,
+}
+
+impl fmt::Display for NormalizeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "normalize: {} rows in, {} rows written to {} partitions (processed v{})",
+            self.rows_in,
+            self.rows_written,
+            self.partitions_written.len(),
+            self.processed_version
+        )?;
+        writeln!(f, "  withdrawals converted to {}: {}/{}; deposits: {}/{}; {} with an earlier day's rate (max age {} days)", self.base_currency, self.withdrawals_converted, self.withdrawals, self.deposits_converted, self.deposits, self.converted_with_earlier_rate, self.max_rate_age_days)?;
+        if self.unconverted > 0 {
+            writeln!(f, "  NOT converted (no rate): {}", self.unconverted)?;
+            for (currency, n) in &self.unconverted_by_currency {
+                writeln!(f, "    {currency}: {n}")?;
+            }
+        }
+        let stages: Vec<String> = self
+            .stage_ms
+            .iter()
+            .map(|(k, v)| format!("{k} {v} ms"))
+            .collect();
+        writeln!(f, "  time: {}", stages.join(", "))
+    }
+}
+
+/// One failed date of an `ingest` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestFailure {
+    pub date: String,
+    pub status: i32,
+    pub message: String,
+}
+
+/// An `ingest` run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    pub source: String,
+    pub base_currency: String,
+    pub dates_requested: u64,
+    pub dates_ingested: u64,
+    pub rate_rows: u64,
+    pub failures: Vec<IngestFailure>,
+    pub rates_version: Option<i64>,
+    pub elapsed_ms: u64,
+}
+
+impl fmt::Display for IngestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "ingest from {}: {}/{} dates, {} rates (base {}), {} failed ({} ms)",
+            self.source,
+            self.dates_ingested,
+            self.dates_requested,
+            self.rate_rows,
+            self.base_currency,
+            self.failures.len(),
+            self.elapsed_ms
+        )?;
+        for failure in self.failures.iter().take(20) {
+            writeln!(
+                f,
+                "  {}: {} {}",
+                failure.date, failure.status, failure.message
+            )?;
+        }
+        if self.failures.len() > 20 {
+            writeln!(
+                f,
+                "  … {} more in the rates_errors table",
+                self.failures.len() - 20
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Saves a report as JSON under `_reports/<job>-<UTC timestamp>.json`; returns its location.
+pub async fn save(lake: &Lake, job: &str, report: &impl Serialize) -> Result<String, StorageError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let body = serde_json::to_vec_pretty(report).unwrap_or_default();
+    lake.put(&format!("_reports/{job}-{stamp}.json"), body)
+        .await
+}

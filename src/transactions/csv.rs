@@ -1,0 +1,629 @@
+//! Streaming a bank-transactions CSV export into Arrow batches, row faults into rejects.
+//!
+//! Arrow's CSV reader fails a whole batch on one bad row and cannot say which line it was, so
+//! rows are tokenised by csv-core (the tokenizer arrow uses) through the `csv` crate, which gives
+//! each record's line, and appended to Arrow builders a batch at a time. Memory is one batch of
+//! rows plus one batch of rejects, whatever the file size; rejects spill to a Parquet file.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use csv::{ByteRecord, ReaderBuilder};
+use datafusion::parquet;
+use parquet::arrow::ArrowWriter;
+
+use super::{fields, rejects_schema, schema, RejectReason};
+use crate::money::{AMOUNT_SCALE, PRECISION};
+
+/// Rows per Arrow batch.
+pub const BATCH_ROWS: usize = 65_536;
+
+/// A file that cannot be read at all (row faults are rejects, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {source}")]
+    Csv {
+        path: PathBuf,
+        line: u64,
+        source: csv::Error,
+    },
+    #[error("{path}: the header has no column {column:?} (found: {found})")]
+    MissingColumn {
+        path: PathBuf,
+        column: &'static str,
+        found: String,
+    },
+    #[error("{path}: the file is empty (no header line)")]
+    NoHeader { path: PathBuf },
+    #[error("{path}: writing rejects: {source}")]
+    Rejects {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{path}: building a batch: {source}")]
+    Arrow {
+        path: PathBuf,
+        source: arrow::error::ArrowError,
+    },
+}
+
+/// What happened to the rows of one file. `rows_read == rows_loaded + rows_rejected` always.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadCounts {
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+    pub rejected_by_reason: BTreeMap<RejectReason, u64>,
+}
+
+/// Column positions found in the header (names compared trimmed, case-insensitively, with
+/// spaces as underscores: ` WITHDRAWAL AMT ` is `withdrawal_amt`).
+#[derive(Debug, Clone)]
+struct Columns {
+    account_no: usize,
+    date: usize,
+    transaction_details: Option<usize>,
+    chq_no: Option<usize>,
+    value_date: usize,
+    withdrawal_amt: usize,
+    withdrawal_currency: usize,
+    deposit_amt: usize,
+    deposit_currency: usize,
+    balance_amt: Option<usize>,
+    width: usize,
+}
+
+fn normalise_header(name: &[u8]) -> String {
+    let text = String::from_utf8_lossy(name);
+    let text = text
+        .trim_start_matches('\u{feff}')
+        .trim()
+        .to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if c == ' ' || c == '-' || c == '.' && !out.is_empty() {
+            '_'
+        } else {
+            c
+        };
+        if !(c == '_' && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+impl Columns {
+    fn from_header(header: &ByteRecord, path: &Path) -> Result<Self, CsvError> {
+        let names: Vec<String> = header.iter().map(normalise_header).collect();
+        let find = |column: &'static str| names.iter().position(|n| n == column);
+        let require = |column: &'static str| {
+            find(column).ok_or_else(|| CsvError::MissingColumn {
+                path: path.to_path_buf(),
+                column,
+                found: names.join(","),
+            })
+        };
+        Ok(Self {
+            account_no: require("account_no")?,
+            date: require("date")?,
+            transaction_details: find("transaction_details"),
+            chq_no: find("chq_no"),
+            value_date: require("value_date")?,
+            withdrawal_amt: require("withdrawal_amt")?,
+            withdrawal_currency: require("withdrawal_currency")?,
+            deposit_amt: require("deposit_amt")?,
+            deposit_currency: require("deposit_currency")?,
+            balance_amt: find("balance_amt"),
+            width: header.len(),
+        })
+    }
+}
+
+/// A row fault: which field, which kind, and what was wrong.
+struct Fault {
+    field: Option<&'static str>,
+    reason: RejectReason,
+    detail: String,
+}
+
+impl Fault {
+    fn new(field: &'static str, reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self {
+            field: Some(field),
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Builders for one batch of loaded rows.
+struct RowBuilders {
+    account_no: StringBuilder,
+    date: Date32Builder,
+    details: StringBuilder,
+    chq_no: StringBuilder,
+    value_date: Date32Builder,
+    withdrawal_amt: Decimal128Builder,
+    withdrawal_currency: StringBuilder,
+    deposit_amt: Decimal128Builder,
+    deposit_currency: StringBuilder,
+    balance_amt: Decimal128Builder,
+    source_line: Int64Builder,
+    rows: usize,
+}
+
+fn amount_builder() -> Decimal128Builder {
+    Decimal128Builder::with_capacity(BATCH_ROWS)
+        .with_precision_and_scale(PRECISION, AMOUNT_SCALE)
+        .unwrap_or_else(|_| Decimal128Builder::new())
+}
+
+impl RowBuilders {
+    fn new() -> Self {
+        Self {
+            account_no: StringBuilder::new(),
+            date: Date32Builder::with_capacity(BATCH_ROWS),
+            details: StringBuilder::new(),
+            chq_no: StringBuilder::new(),
+            value_date: Date32Builder::with_capacity(BATCH_ROWS),
+            withdrawal_amt: amount_builder(),
+            withdrawal_currency: StringBuilder::new(),
+            deposit_amt: amount_builder(),
+            deposit_currency: StringBuilder::new(),
+            balance_amt: amount_builder(),
+            source_line: Int64Builder::with_capacity(BATCH_ROWS),
+            rows: 0,
+        }
+    }
+
+    fn finish(&mut self, source_file: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let rows = std::mem::take(&mut self.rows);
+        let source: ArrayRef = Arc::new(arrow::array::StringArray::from_iter_values(
+            std::iter::repeat_n(source_file, rows),
+        ));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.account_no.finish()),
+            Arc::new(self.date.finish()),
+            Arc::new(self.details.finish()),
+            Arc::new(self.chq_no.finish()),
+            Arc::new(self.value_date.finish()),
+            Arc::new(self.withdrawal_amt.finish()),
+            Arc::new(self.withdrawal_currency.finish()),
+            Arc::new(self.deposit_amt.finish()),
+            Arc::new(self.deposit_currency.finish()),
+            Arc::new(self.balance_amt.finish()),
+            source,
+            Arc::new(self.source_line.finish()),
+        ];
+        RecordBatch::try_new(schema(), columns)
+    }
+}
+
+/// Rejected rows, spilled to a temporary Parquet file a batch at a time.
+struct RejectSpill {
+    source_file: String,
+    rejected_at: i64,
+    line: Int64Builder,
+    field: StringBuilder,
+    reason: StringBuilder,
+    detail: StringBuilder,
+    raw: StringBuilder,
+    rows: usize,
+    file: Option<(tempfile::NamedTempFile, ArrowWriter<File>)>,
+}
+
+impl RejectSpill {
+    fn new(source_file: &str) -> Self {
+        Self {
+            source_file: source_file.to_string(),
+            rejected_at: chrono::Utc::now().timestamp_micros(),
+            line: Int64Builder::new(),
+            field: StringBuilder::new(),
+            reason: StringBuilder::new(),
+            detail: StringBuilder::new(),
+            raw: StringBuilder::new(),
+            rows: 0,
+            file: None,
+        }
+    }
+
+    fn push(
+        &mut self,
+        line: u64,
+        fault: &Fault,
+        raw: &str,
+    ) -> Result<(), parquet::errors::ParquetError> {
+        self.line.append_value(line as i64);
+        self.field.append_option(fault.field);
+        self.reason.append_value(fault.reason.code());
+        self.detail.append_value(&fault.detail);
+        self.raw.append_value(raw);
+        self.rows += 1;
+        if self.rows >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), parquet::errors::ParquetError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                std::iter::repeat_n(self.source_file.as_str(), rows),
+            )),
+            Arc::new(self.line.finish()),
+            Arc::new(self.field.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.detail.finish()),
+            Arc::new(self.raw.finish()),
+            Arc::new(
+                TimestampMicrosecondBuilder::new()
+                    .with_timezone("UTC")
+                    .finish_with_values(rows, self.rejected_at),
+            ),
+        ];
+        let batch = RecordBatch::try_new(rejects_schema(), columns)?;
+        if self.file.is_none() {
+            let temp = tempfile::Builder::new()
+                .prefix("fxpipe-rejects-")
+                .suffix(".parquet")
+                .tempfile()?;
+            let writer = ArrowWriter::try_new(temp.reopen()?, rejects_schema(), None)?;
+            self.file = Some((temp, writer));
+        }
+        if let Some((_, writer)) = self.file.as_mut() {
+            writer.write(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the spill file: `None` when there were no rejects.
+    fn finish(mut self) -> Result<Option<tempfile::NamedTempFile>, parquet::errors::ParquetError> {
+        self.flush()?;
+        match self.file.take() {
+            Some((temp, writer)) => {
+                writer.close()?;
+                Ok(Some(temp))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+trait FinishWithValues {
+    fn finish_with_values(self, rows: usize, value: i64)
+        -> arrow::array::TimestampMicrosecondArray;
+}
+
+impl FinishWithValues for TimestampMicrosecondBuilder {
+    fn finish_with_values(
+        mut self,
+        rows: usize,
+        value: i64,
+    ) -> arrow::array::TimestampMicrosecondArray {
+        self.append_slice(&vec![value; rows]);
+        self.finish()
+    }
+}
+
+/// Reads one CSV export batch by batch.
+pub struct TransactionCsv {
+    path: PathBuf,
+    source_file: String,
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    columns: Columns,
+    record: ByteRecord,
+    builders: RowBuilders,
+    rejects: RejectSpill,
+    counts: LoadCounts,
+}
+
+impl std::fmt::Debug for TransactionCsv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionCsv")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The end of reading a file: its counts and the spilled rejects (if any).
+#[derive(Debug)]
+pub struct CsvOutcome {
+    pub counts: LoadCounts,
+    pub rejects: Option<tempfile::NamedTempFile>,
+}
+
+impl TransactionCsv {
+    /// Opens a file and reads its header. `source_file` is the name recorded on each row.
+    pub fn open(path: &Path, source_file: &str) -> Result<Self, CsvError> {
+        let file = File::open(path).map_err(|source| CsvError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let input: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(1 << 20, file));
+        let mut reader = ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(input);
+        let mut header = ByteRecord::new();
+        let has_header = reader
+            .read_byte_record(&mut header)
+            .map_err(|source| CsvError::Csv {
+                path: path.to_path_buf(),
+                line: 1,
+                source,
+            })?;
+        if !has_header {
+            return Err(CsvError::NoHeader {
+                path: path.to_path_buf(),
+            });
+        }
+        let columns = Columns::from_header(&header, path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            source_file: source_file.to_string(),
+            reader,
+            columns,
+            record: ByteRecord::new(),
+            builders: RowBuilders::new(),
+            rejects: RejectSpill::new(source_file),
+            counts: LoadCounts::default(),
+        })
+    }
+
+    /// The next batch of loaded rows; `None` at the end of the file.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, CsvError> {
+        loop {
+            let line = self.reader.position().line();
+            let more = match self.reader.read_byte_record(&mut self.record) {
+                Ok(more) => more,
+                Err(e) => match e.kind() {
+                    // Invalid UTF-8 is not raised for byte records; anything else is I/O.
+                    _ => {
+                        return Err(CsvError::Csv {
+                            path: self.path.clone(),
+                            line,
+                            source: e,
+                        })
+                    }
+                },
+            };
+            if !more {
+                break;
+            }
+            let line = self.record.position().map(|p| p.line()).unwrap_or(line);
+            self.counts.rows_read += 1;
+            match self.append_row(line) {
+                Ok(()) => self.counts.rows_loaded += 1,
+                Err(fault) => {
+                    self.counts.rows_rejected += 1;
+                    *self
+                        .counts
+                        .rejected_by_reason
+                        .entry(fault.reason)
+                        .or_default() += 1;
+                    let raw = raw_line(&self.record);
+                    self.rejects
+                        .push(line, &fault, &raw)
+                        .map_err(|source| CsvError::Rejects {
+                            path: self.path.clone(),
+                            source,
+                        })?;
+                }
+            }
+            if self.builders.rows >= BATCH_ROWS {
+                return self.finish_batch().map(Some);
+            }
+        }
+        if self.builders.rows > 0 {
+            return self.finish_batch().map(Some);
+        }
+        Ok(None)
+    }
+
+    fn finish_batch(&mut self) -> Result<RecordBatch, CsvError> {
+        self.builders
+            .finish(&self.source_file)
+            .map_err(|source| CsvError::Arrow {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Ends the file: counts, and the rejects spilled so far.
+    pub fn finish(self) -> Result<CsvOutcome, CsvError> {
+        let path = self.path;
+        let rejects = self
+            .rejects
+            .finish()
+            .map_err(|source| CsvError::Rejects { path, source })?;
+        Ok(CsvOutcome {
+            counts: self.counts,
+            rejects,
+        })
+    }
+
+    /// Validates the current record and appends it to the builders, or says why not. Nothing
+    /// is appended unless every field is valid.
+    fn append_row(&mut self, _line: u64) -> Result<(), Fault> {
+        let record = &self.record;
+        let cols = &self.columns;
+        if record.len() > cols.width
+            && record
+                .iter()
+                .skip(cols.width)
+                .any(|f| !f.iter().all(u8::is_ascii_whitespace))
+        {
+            return Err(Fault {
+                field: None,
+                reason: RejectReason::MalformedRow,
+                detail: format!(
+                    "{} fields, the header has {} columns",
+                    record.len(),
+                    cols.width
+                ),
+            });
+        }
+        // Excel drops trailing empty cells: a missing field is an empty one.
+        let text = |index: usize, name: &'static str| -> Result<&str, Fault> {
+            let bytes = record.get(index).unwrap_or(b"");
+            std::str::from_utf8(bytes).map_err(|_| {
+                Fault::new(
+                    name,
+                    RejectReason::InvalidUtf8,
+                    "the field is not valid UTF-8",
+                )
+            })
+        };
+        let optional = |index: Option<usize>, name: &'static str| -> Result<Option<&str>, Fault> {
+            match index {
+                Some(i) => text(i, name).map(|t| {
+                    let t = t.trim();
+                    (!t.is_empty()).then_some(t)
+                }),
+                None => Ok(None),
+            }
+        };
+        let account_text = text(cols.account_no, "account_no")?;
+        let account = fields::account(account_text).ok_or_else(|| {
+            Fault::new(
+                "account_no",
+                RejectReason::MissingAccount,
+                "no account number",
+            )
+        })?;
+        let date_field = |index: usize, name: &'static str| -> Result<i32, Fault> {
+            let t = text(index, name)?;
+            fields::date(t).ok_or_else(|| {
+                Fault::new(
+                    name,
+                    RejectReason::BadDate,
+                    format!("{t:?} is not a date (expected 29-Jun-17 or 2017-06-29)"),
+                )
+            })
+        };
+        let date = date_field(cols.date, "date")?;
+        let value_date = date_field(cols.value_date, "value_date")?;
+        let money_field =
+            |index: usize, name: &'static str, signed: bool| -> Result<Option<i128>, Fault> {
+                let t = text(index, name)?;
+                let value = fields::amount(t)
+                    .map_err(|e| Fault::new(name, RejectReason::BadAmount, e.to_string()))?;
+                if !signed && value.is_some_and(|v| v < 0) {
+                    return Err(Fault::new(
+                        name,
+                        RejectReason::NegativeAmount,
+                        format!("{:?} is negative", t.trim()),
+                    ));
+                }
+                Ok(value)
+            };
+        let currency_field = |index: usize, name: &'static str| -> Result<Option<String>, Fault> {
+            let t = text(index, name)?;
+            fields::currency(t).map_err(|()| {
+                Fault::new(
+                    name,
+                    RejectReason::BadCurrency,
+                    format!("{:?} is not a three-letter currency code", t.trim()),
+                )
+            })
+        };
+        let withdrawal = money_field(cols.withdrawal_amt, "withdrawal_amt", false)?;
+        let withdrawal_currency = currency_field(cols.withdrawal_currency, "withdrawal_currency")?;
+        let deposit = money_field(cols.deposit_amt, "deposit_amt", false)?;
+        let deposit_currency = currency_field(cols.deposit_currency, "deposit_currency")?;
+        let balance = match cols.balance_amt {
+            Some(i) => money_field(i, "balance_amt", true)?,
+            None => None,
+        };
+        pair_check(
+            withdrawal,
+            &withdrawal_currency,
+            "withdrawal_amt",
+            "withdrawal_currency",
+        )?;
+        pair_check(
+            deposit,
+            &deposit_currency,
+            "deposit_amt",
+            "deposit_currency",
+        )?;
+        if withdrawal.is_none() && deposit.is_none() {
+            return Err(Fault {
+                field: None,
+                reason: RejectReason::NoAmount,
+                detail: "neither a withdrawal nor a deposit".to_string(),
+            });
+        }
+        let details = optional(cols.transaction_details, "transaction_details")?;
+        let chq_no = optional(cols.chq_no, "chq_no")?;
+
+        let b = &mut self.builders;
+        b.account_no.append_value(account);
+        b.date.append_value(date);
+        b.details.append_option(details);
+        b.chq_no.append_option(chq_no);
+        b.value_date.append_value(value_date);
+        b.withdrawal_amt.append_option(withdrawal);
+        b.withdrawal_currency.append_option(withdrawal_currency);
+        b.deposit_amt.append_option(deposit);
+        b.deposit_currency.append_option(deposit_currency);
+        b.balance_amt.append_option(balance);
+        b.source_line
+            .append_value(self.record.position().map(|p| p.line()).unwrap_or(0) as i64);
+        b.rows += 1;
+        Ok(())
+    }
+}
+
+fn pair_check(
+    amount: Option<i128>,
+    currency: &Option<String>,
+    amount_name: &'static str,
+    currency_name: &'static str,
+) -> Result<(), Fault> {
+    match (amount, currency) {
+        (Some(_), None) => Err(Fault::new(
+            currency_name,
+            RejectReason::AmountWithoutCurrency,
+            format!("{amount_name} has no currency"),
+        )),
+        (None, Some(code)) => Err(Fault::new(
+            amount_name,
+            RejectReason::CurrencyWithoutAmount,
+            format!("{currency_name} is {code} but {amount_name} is blank"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The record as CSV text (re-quoted where needed), for the rejects table.
+fn raw_line(record: &ByteRecord) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let bytes = match writer.write_byte_record(record) {
+        Ok(()) => writer.into_inner().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_string()
+}
