@@ -21,10 +21,10 @@ rates_rows = DeltaTable(str(lake / "api_response/response")).to_pyarrow_table().
 transactions = DeltaTable(str(lake / "banktxn/parquet")).to_pyarrow_table().num_rows
 assert len(processed) == transactions, (len(processed), transactions)
 
-hive = duckdb.sql(
+hive = duckdb.connect().execute(
     f"SELECT count(*), count(DISTINCT year || '-' || month) FROM read_parquet("
     f"'{lake}/banktxn/processed/year=*/month=*/*.parquet', hive_partitioning = true)"
-).fetchone()
+).fetchall()[0]
 assert hive[0] == len(processed), (hive, len(processed))
 
 rates = {(r["run_date"], r["target_currency"]): Fraction(r["rates_base_usd"]) for r in rates_rows}

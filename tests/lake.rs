@@ -43,9 +43,9 @@ fn reruns_never_duplicate_rows() {
     // Same name, new content: replaces that file's rows.
     let fewer = lake.file("fewer");
     std::fs::create_dir_all(&fewer).unwrap();
-    let text = std::fs::read_to_string(&csv).unwrap();
-    let head: Vec<&str> = text.lines().take(101).collect();
-    std::fs::write(fewer.join("txns.csv"), head.join("\n") + "\n").unwrap();
+    let bytes = std::fs::read(&csv).unwrap();
+    let head: Vec<&[u8]> = bytes.split(|b| *b == b'\n').take(101).collect();
+    std::fs::write(fewer.join("txns.csv"), [head.join(&b'\n'), b"\n".to_vec()].concat()).unwrap();
     lake.run(&["load", fewer.join("txns.csv").to_str().unwrap()]);
     let now = lake.scalar("SELECT count(*) FROM transactions").parse::<u64>().unwrap()
         + lake.scalar("SELECT count(*) FROM rejects").parse::<u64>().unwrap();
