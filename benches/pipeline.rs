@@ -17,6 +17,8 @@ struct Measured {
 }
 
 /// Runs fxpipe to completion and returns its wall time and peak RSS.
+// The child is reaped by wait4 (which also gives its rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
 fn measure(args: &[&str]) -> Measured {
     let started = Instant::now();
     let child = Command::new(BIN)
@@ -31,7 +33,10 @@ fn measure(args: &[&str]) -> Measured {
     // SAFETY: waits for our own child; pointers are to live locals.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid, "wait4");
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "fxpipe {args:?} failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "fxpipe {args:?} failed"
+    );
     Measured {
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_mb: usage.ru_maxrss as f64 / 1024.0,
@@ -47,31 +52,84 @@ fn ensure(path: &Path, args: &[&str]) {
 
 fn main() {
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
-    let cache = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(target).join("bench-data");
+    let cache = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(target)
+        .join("bench-data");
     std::fs::create_dir_all(&cache).expect("bench cache");
     let sizes: Vec<u64> = match std::env::var("FXPIPE_BENCH_ROWS") {
-        Ok(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect(),
         Err(_) => vec![1_000_000, 10_000_000],
     };
     let rates = cache.join("rates");
-    ensure(&rates.join("historical/2018-12-31.json"), &["gen", "rates", "--from", "2017-01-01", "--to", "2018-12-31", "--out", rates.to_str().unwrap()]);
+    ensure(
+        &rates.join("historical/2018-12-31.json"),
+        &[
+            "gen",
+            "rates",
+            "--from",
+            "2017-01-01",
+            "--to",
+            "2018-12-31",
+            "--out",
+            rates.to_str().unwrap(),
+        ],
+    );
     println!("| rows | stage | wall s | rows/s | peak RSS MB |");
     println!("|---:|---|---:|---:|---:|");
     for rows in sizes {
         let csv = cache.join(format!("transactions-{rows}.csv"));
-        ensure(&csv, &["gen", "transactions", "--rows", &rows.to_string(), "--dirty", "0.001", "--out", csv.to_str().unwrap()]);
+        ensure(
+            &csv,
+            &[
+                "gen",
+                "transactions",
+                "--rows",
+                &rows.to_string(),
+                "--dirty",
+                "0.001",
+                "--out",
+                csv.to_str().unwrap(),
+            ],
+        );
         let lake = cache.join(format!("lake-{rows}"));
         let _ = std::fs::remove_dir_all(&lake);
         let lake_arg = lake.to_str().unwrap();
         let source = format!("file://{}", rates.display());
-        let ingest = measure(&["--lake", lake_arg, "ingest", "--source", &source, "--from", "2017-01-01", "--to", "2018-12-31"]);
+        let ingest = measure(&[
+            "--lake",
+            lake_arg,
+            "ingest",
+            "--source",
+            &source,
+            "--from",
+            "2017-01-01",
+            "--to",
+            "2018-12-31",
+        ]);
         let load = measure(&["--lake", lake_arg, "load", csv.to_str().unwrap()]);
         let normalize = measure(&["--lake", lake_arg, "normalize"]);
-        for (stage, m) in [("ingest (730 days)", &ingest), ("load", &load), ("normalize", &normalize)] {
-            println!("| {rows} | {stage} | {:.2} | {:.0} | {:.0} |", m.seconds, rows as f64 / m.seconds, m.peak_rss_mb);
+        for (stage, m) in [
+            ("ingest (730 days)", &ingest),
+            ("load", &load),
+            ("normalize", &normalize),
+        ] {
+            println!(
+                "| {rows} | {stage} | {:.2} | {:.0} | {:.0} |",
+                m.seconds,
+                rows as f64 / m.seconds,
+                m.peak_rss_mb
+            );
         }
         let total = load.seconds + normalize.seconds;
-        println!("| {rows} | **load + normalize** | {total:.2} | {:.0} | {:.0} |", rows as f64 / total, load.peak_rss_mb.max(normalize.peak_rss_mb));
+        println!(
+            "| {rows} | **load + normalize** | {total:.2} | {:.0} | {:.0} |",
+            rows as f64 / total,
+            load.peak_rss_mb.max(normalize.peak_rss_mb)
+        );
         let _ = std::fs::remove_dir_all(&lake);
     }
 }

@@ -6,6 +6,10 @@
 //! DataFusion, then Ballista), [`storage::Lake`] (local folder, then S3) and
 //! [`ingest::RateSource`] (files, then the HTTP API).
 
+// Errors carry DataFusion's and delta-rs's (large) errors; they are returned once per job, so
+// boxing them would cost clarity and buy nothing.
+#![allow(clippy::result_large_err)]
+
 pub mod engine;
 pub mod gen;
 pub mod ingest;

@@ -8,7 +8,15 @@ use common::{golden_dir, Lake};
 fn golden_lake() -> Lake {
     let lake = Lake::new();
     let rates = format!("file://{}", golden_dir().join("rates").display());
-    lake.run(&["ingest", "--source", &rates, "--from", "2017-06-29", "--to", "2017-07-02"]);
+    lake.run(&[
+        "ingest",
+        "--source",
+        &rates,
+        "--from",
+        "2017-06-29",
+        "--to",
+        "2017-07-02",
+    ]);
     let csv = golden_dir().join("transactions.csv");
     lake.run(&["load", csv.to_str().unwrap()]);
     lake.run(&["normalize"]);
@@ -24,7 +32,13 @@ fn golden_set_converts_to_the_cent() {
     );
     let expected: &[(&str, &str, &str, &str, &str)] = &[
         // 100 × 1.35 / 63 = 2.142857… (the original produced 4666.67 in float32)
-        ("TRF FROM  Indiaforensic SERVICES", "2.14", "", "2017-06-29", ""),
+        (
+            "TRF FROM  Indiaforensic SERVICES",
+            "2.14",
+            "",
+            "2017-06-29",
+            "",
+        ),
         // 1234.567 × 1.35 / 0.3075 = 5420.0502…
         ("KWD deposit", "", "5420.05", "", "2017-06-29"),
         // 10000 × 1.35 / 110 = 122.7272…
@@ -44,7 +58,13 @@ fn golden_set_converts_to_the_cent() {
     ];
     assert_eq!(rows.len(), expected.len(), "{rows:?}");
     for (row, want) in rows.iter().zip(expected) {
-        let got = (row[0].as_str(), row[1].as_str(), row[2].as_str(), row[3].as_str(), row[4].as_str());
+        let got = (
+            row[0].as_str(),
+            row[1].as_str(),
+            row[2].as_str(),
+            row[3].as_str(),
+            row[4].as_str(),
+        );
         assert_eq!(got, *want);
     }
     // Amounts are exact decimals in the table itself, not floats.
@@ -65,25 +85,40 @@ fn reports_reconcile_and_count_unconverted() {
     assert_eq!(normalize["unconverted"], 1);
     assert_eq!(normalize["unconverted_by_currency"]["INR"], 1);
     assert_eq!(normalize["converted_with_earlier_rate"], 1);
-    assert_eq!(normalize["partitions_written"], serde_json::json!(["year=2017/month=6", "year=2017/month=7"]));
+    assert_eq!(
+        normalize["partitions_written"],
+        serde_json::json!(["year=2017/month=6", "year=2017/month=7"])
+    );
     let ingest = lake.latest_report("ingest");
     assert_eq!(ingest["dates_requested"], 4);
     assert_eq!(ingest["dates_ingested"], 2);
     // 06-30 has no file (404), 07-02 is the API's 429 error body.
     let errors = lake.query("SELECT CAST(run_date AS VARCHAR) AS day, status, message FROM rates_errors ORDER BY run_date");
-    assert_eq!(errors, vec![
-        vec!["2017-06-30".to_string(), "404".into(), "not_found".into()],
-        vec!["2017-07-02".to_string(), "429".into(), "access_restricted".into()],
-    ]);
+    assert_eq!(
+        errors,
+        vec![
+            vec!["2017-06-30".to_string(), "404".into(), "not_found".into()],
+            vec![
+                "2017-07-02".to_string(),
+                "429".into(),
+                "access_restricted".into()
+            ],
+        ]
+    );
     // Hive layout on disk, as Athena expects it.
-    assert!(lake.path().join("banktxn/processed/year=2017/month=6").is_dir());
+    assert!(lake
+        .path()
+        .join("banktxn/processed/year=2017/month=6")
+        .is_dir());
     assert!(lake.path().join("banktxn/processed/_delta_log").is_dir());
 }
 
 #[test]
 fn every_kind_of_reject_names_line_field_and_reason() {
     let lake = golden_lake();
-    let rows = lake.query("SELECT source_line, reason, coalesce(field, '-') FROM rejects ORDER BY source_line");
+    let rows = lake.query(
+        "SELECT source_line, reason, coalesce(field, '-') FROM rejects ORDER BY source_line",
+    );
     let expected = [
         ("11", "bad_date", "date"),
         ("12", "bad_amount", "withdrawal_amt"),
@@ -95,7 +130,10 @@ fn every_kind_of_reject_names_line_field_and_reason() {
         ("18", "missing_account", "account_no"),
         ("19", "negative_amount", "withdrawal_amt"),
     ];
-    let got: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str())).collect();
+    let got: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
+        .collect();
     assert_eq!(got, expected);
     let raw = lake.scalar("SELECT raw FROM rejects WHERE reason = 'bad_amount'");
     assert!(raw.contains("12.3.4"), "{raw}");
@@ -105,13 +143,20 @@ fn every_kind_of_reject_names_line_field_and_reason() {
 fn strict_fails_and_keeps_the_previous_output() {
     let lake = golden_lake();
     let before = lake.scalar("SELECT count(*) FROM processed");
-    let version_files = std::fs::read_dir(lake.path().join("banktxn/processed/_delta_log")).unwrap().count();
+    let version_files = std::fs::read_dir(lake.path().join("banktxn/processed/_delta_log"))
+        .unwrap()
+        .count();
     let output = lake.try_run(&["normalize", "--strict"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("INR: 1"), "{stderr}");
     assert_eq!(lake.scalar("SELECT count(*) FROM processed"), before);
-    assert_eq!(std::fs::read_dir(lake.path().join("banktxn/processed/_delta_log")).unwrap().count(), version_files);
+    assert_eq!(
+        std::fs::read_dir(lake.path().join("banktxn/processed/_delta_log"))
+            .unwrap()
+            .count(),
+        version_files
+    );
     // A longer allowed age converts the 07-10 amount with the 07-01 rates: 99.99 × 1.36 / 64.
     lake.run(&["normalize", "--strict", "--max-rate-age", "9"]);
     assert_eq!(lake.scalar("SELECT withdrawal_sgd_amt FROM processed WHERE transaction_details = 'INR with no rate near'"), "2.12");
@@ -125,7 +170,10 @@ fn analytics_reports_run_on_the_golden_set() {
     assert!(out.contains("409000493210,5.37,41194.26,"), "{out}");
     assert!(out.contains("High Creditworthiness"), "{out}");
     let by_currency = lake.run(&["report", "deposits-by-currency", "--format", "csv"]);
-    assert!(by_currency.contains("BTC,1,0.5000,41192.11,0"), "{by_currency}");
+    assert!(
+        by_currency.contains("BTC,1,0.5000,41192.11,0"),
+        "{by_currency}"
+    );
     for name in ["account-summary", "currency-exposure", "monthly-flows"] {
         lake.run(&["report", name]);
     }

@@ -12,10 +12,40 @@ fn generated_lake(rows: &str, dirty: &str) -> Lake {
     let lake = Lake::new();
     let rates = lake.file("rates");
     let csv = lake.file("txns.csv");
-    lake.run(&["gen", "rates", "--from", "2017-01-01", "--to", "2017-06-30", "--out", rates.to_str().unwrap()]);
-    lake.run(&["gen", "transactions", "--rows", rows, "--from", "2017-01-01", "--to", "2017-06-30", "--dirty", dirty, "--out", csv.to_str().unwrap()]);
+    lake.run(&[
+        "gen",
+        "rates",
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+        "--out",
+        rates.to_str().unwrap(),
+    ]);
+    lake.run(&[
+        "gen",
+        "transactions",
+        "--rows",
+        rows,
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+        "--dirty",
+        dirty,
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
     let source = format!("file://{}", rates.display());
-    lake.run(&["ingest", "--source", &source, "--from", "2017-01-01", "--to", "2017-06-30"]);
+    lake.run(&[
+        "ingest",
+        "--source",
+        &source,
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+    ]);
     lake.run(&["load", csv.to_str().unwrap()]);
     lake
 }
@@ -28,8 +58,14 @@ fn reruns_never_duplicate_rows() {
     let rejected = lake.scalar("SELECT count(*) FROM rejects");
     let report = lake.latest_report("load");
     assert_eq!(report["rows_read"], 3000);
-    assert_eq!(loaded.parse::<u64>().unwrap() + rejected.parse::<u64>().unwrap(), 3000);
-    assert!(rejected.parse::<u64>().unwrap() > 50, "--dirty 0.05 makes rejects");
+    assert_eq!(
+        loaded.parse::<u64>().unwrap() + rejected.parse::<u64>().unwrap(),
+        3000
+    );
+    assert!(
+        rejected.parse::<u64>().unwrap() > 50,
+        "--dirty 0.05 makes rejects"
+    );
 
     // Same content again (also under another name): skipped.
     let out = lake.run(&["load", csv.to_str().unwrap()]);
@@ -45,10 +81,20 @@ fn reruns_never_duplicate_rows() {
     std::fs::create_dir_all(&fewer).unwrap();
     let bytes = std::fs::read(&csv).unwrap();
     let head: Vec<&[u8]> = bytes.split(|b| *b == b'\n').take(101).collect();
-    std::fs::write(fewer.join("txns.csv"), [head.join(&b'\n'), b"\n".to_vec()].concat()).unwrap();
+    std::fs::write(
+        fewer.join("txns.csv"),
+        [head.join(&b'\n'), b"\n".to_vec()].concat(),
+    )
+    .unwrap();
     lake.run(&["load", fewer.join("txns.csv").to_str().unwrap()]);
-    let now = lake.scalar("SELECT count(*) FROM transactions").parse::<u64>().unwrap()
-        + lake.scalar("SELECT count(*) FROM rejects").parse::<u64>().unwrap();
+    let now = lake
+        .scalar("SELECT count(*) FROM transactions")
+        .parse::<u64>()
+        .unwrap()
+        + lake
+            .scalar("SELECT count(*) FROM rejects")
+            .parse::<u64>()
+            .unwrap();
     assert_eq!(now, 100);
 
     // Normalize twice: same rows.
@@ -61,7 +107,15 @@ fn reruns_never_duplicate_rows() {
     // Re-ingesting a range replaces it.
     let rates = lake.scalar("SELECT count(*) FROM rates");
     let source = format!("file://{}", lake.file("rates").display());
-    lake.run(&["ingest", "--source", &source, "--from", "2017-03-01", "--to", "2017-03-31"]);
+    lake.run(&[
+        "ingest",
+        "--source",
+        &source,
+        "--from",
+        "2017-03-01",
+        "--to",
+        "2017-03-31",
+    ]);
     assert_eq!(lake.scalar("SELECT count(*) FROM rates"), rates);
 }
 
@@ -73,13 +127,37 @@ fn month_range_replaces_exactly_those_partitions() {
     let count = |sql: &str| lake.scalar(sql);
     let all = count("SELECT count(*) FROM processed");
     let march = count("SELECT count(*) FROM processed WHERE month = 3");
-    let versions = std::fs::read_dir(&log).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".json")).count();
+    let versions = std::fs::read_dir(&log)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
     lake.run(&["normalize", "--from", "2017-03", "--to", "2017-04"]);
     let report = lake.latest_report("normalize");
-    assert_eq!(report["partitions_written"], serde_json::json!(["year=2017/month=3", "year=2017/month=4"]));
+    assert_eq!(
+        report["partitions_written"],
+        serde_json::json!(["year=2017/month=3", "year=2017/month=4"])
+    );
     assert_eq!(count("SELECT count(*) FROM processed"), all);
-    assert_eq!(count("SELECT count(*) FROM processed WHERE month = 3"), march);
-    let after = std::fs::read_dir(&log).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".json")).count();
+    assert_eq!(
+        count("SELECT count(*) FROM processed WHERE month = 3"),
+        march
+    );
+    let after = std::fs::read_dir(&log)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
     assert_eq!(after, versions + 1, "one commit");
     // Untouched months keep their files from the first run.
     let history = lake.path().join("banktxn/processed/year=2017/month=1");
@@ -91,25 +169,58 @@ fn a_killed_load_leaves_the_previous_version_intact() {
     let lake = generated_lake("1000", "0");
     let before = lake.scalar("SELECT count(*) FROM transactions");
     let big = lake.file("big.csv");
-    lake.run(&["gen", "transactions", "--rows", "600000", "--seed", "9", "--from", "2017-01-01", "--to", "2017-06-30", "--out", big.to_str().unwrap()]);
-    let mut child = lake.command(&["load", big.to_str().unwrap()]).spawn().unwrap();
+    lake.run(&[
+        "gen",
+        "transactions",
+        "--rows",
+        "600000",
+        "--seed",
+        "9",
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+        "--out",
+        big.to_str().unwrap(),
+    ]);
+    let mut child = lake
+        .command(&["load", big.to_str().unwrap()])
+        .spawn()
+        .unwrap();
     // Kill it once it has started writing data files, before it can commit.
     let data_dir = lake.path().join("banktxn/parquet");
     let initial = std::fs::read_dir(&data_dir).unwrap().count();
     let started = Instant::now();
-    while std::fs::read_dir(&data_dir).unwrap().count() == initial && started.elapsed() < Duration::from_secs(120) {
-        assert!(child.try_wait().unwrap().is_none(), "the load finished before it could be killed");
+    while std::fs::read_dir(&data_dir).unwrap().count() == initial
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the load finished before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(std::fs::read_dir(&data_dir).unwrap().count() > initial, "an uncommitted data file was written");
+    assert!(
+        std::fs::read_dir(&data_dir).unwrap().count() > initial,
+        "an uncommitted data file was written"
+    );
     // Readers through the log see exactly the previous version.
     assert_eq!(lake.scalar("SELECT count(*) FROM transactions"), before);
-    python("check_delta.py", &[&lake.path().join("banktxn/parquet"), std::path::Path::new(&before)]);
+    python(
+        "check_delta.py",
+        &[
+            &lake.path().join("banktxn/parquet"),
+            std::path::Path::new(&before),
+        ],
+    );
     // The re-run completes; nothing is duplicated.
     lake.run(&["load", big.to_str().unwrap()]);
-    let after: u64 = lake.scalar("SELECT count(*) FROM transactions").parse().unwrap();
+    let after: u64 = lake
+        .scalar("SELECT count(*) FROM transactions")
+        .parse()
+        .unwrap();
     assert_eq!(after, before.parse::<u64>().unwrap() + 600_000);
     // vacuum removes the orphaned files so plain-Parquet readers agree too.
     lake.run(&["vacuum", "--retention-hours", "0"]);

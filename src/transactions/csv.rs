@@ -393,16 +393,14 @@ impl TransactionCsv {
             let line = self.reader.position().line();
             let more = match self.reader.read_byte_record(&mut self.record) {
                 Ok(more) => more,
-                Err(e) => match e.kind() {
-                    // Invalid UTF-8 is not raised for byte records; anything else is I/O.
-                    _ => {
-                        return Err(CsvError::Csv {
-                            path: self.path.clone(),
-                            line,
-                            source: e,
-                        })
-                    }
-                },
+                // Byte records raise no UTF-8 errors: what is left is I/O.
+                Err(e) => {
+                    return Err(CsvError::Csv {
+                        path: self.path.clone(),
+                        line,
+                        source: e,
+                    })
+                }
             };
             if !more {
                 break;
@@ -536,7 +534,7 @@ impl TransactionCsv {
             };
         let currency_field = |index: usize, name: &'static str| -> Result<Option<String>, Fault> {
             let t = text(index, name)?;
-            fields::currency(t).map_err(|()| {
+            fields::currency(t).map_err(|_| {
                 Fault::new(
                     name,
                     RejectReason::BadCurrency,

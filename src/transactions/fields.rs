@@ -146,8 +146,13 @@ pub fn amount(text: &str) -> Result<Option<i128>, AmountError> {
     Ok(Some(if negative { -value } else { value }))
 }
 
+/// A currency cell that is not a three-letter code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a three-letter currency code")]
+pub struct BadCurrency;
+
 /// A currency code: trimmed, upper-cased, three ASCII letters; `Ok(None)` when blank.
-pub fn currency(text: &str) -> Result<Option<String>, ()> {
+pub fn currency(text: &str) -> Result<Option<String>, BadCurrency> {
     let s = text.trim();
     if s.is_empty() {
         return Ok(None);
@@ -155,7 +160,7 @@ pub fn currency(text: &str) -> Result<Option<String>, ()> {
     if s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(Some(s.to_ascii_uppercase()))
     } else {
-        Err(())
+        Err(BadCurrency)
     }
 }
 
@@ -187,9 +192,9 @@ mod tests {
 
     #[test]
     fn amounts_in_every_real_shape() {
-        assert_eq!(amount("1,000,000"), Ok(Some(1_000_000_0000)));
-        assert_eq!(amount("  1,200,000.00 "), Ok(Some(1_200_000_0000)));
-        assert_eq!(amount("10,00,000.00"), Ok(Some(1_000_000_0000)));
+        assert_eq!(amount("1,000,000"), Ok(Some(10_000_000_000)));
+        assert_eq!(amount("  1,200,000.00 "), Ok(Some(12_000_000_000)));
+        assert_eq!(amount("10,00,000.00"), Ok(Some(10_000_000_000)));
         assert_eq!(amount("  56.18 "), Ok(Some(56_1800)));
         assert_eq!(amount("(56.18)"), Ok(Some(-56_1800)));
         assert_eq!(amount("1.234"), Ok(Some(1_2340)));
@@ -208,6 +213,6 @@ mod tests {
         assert_eq!(account("''"), None);
         assert_eq!(currency(" inr "), Ok(Some("INR".to_string())));
         assert_eq!(currency(""), Ok(None));
-        assert_eq!(currency("US$"), Err(()));
+        assert_eq!(currency("US$"), Err(BadCurrency));
     }
 }

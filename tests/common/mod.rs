@@ -89,7 +89,9 @@ pub fn golden_dir() -> PathBuf {
 
 /// Runs a Python checker from tests/; the test command installs its packages.
 pub fn python(script: &str, args: &[&Path]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
     let output = Command::new("python3")
         .arg(path)
         .args(args)
