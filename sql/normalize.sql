@@ -16,9 +16,6 @@ WITH rate_pairs AS (
     FROM rates r
     JOIN rates b ON b.run_date = r.run_date
     JOIN job_params p ON b.target_currency = p.base_currency
-    -- Only currencies the transactions use (the source lists ~170).
-    WHERE r.target_currency IN (SELECT withdrawal_currency FROM transactions
-                                UNION SELECT deposit_currency FROM transactions)
 ),
 rate_calendar AS (
     -- For each currency and day: the latest rate date within the allowed age.

@@ -128,13 +128,33 @@ pub fn convert_to_scale(
         return None;
     }
     // amount/10^sa × to/10^st ÷ (from/10^sf) × 10^so  =  a·t·10^(sf+so) / (f·10^(sa+st))
-    let pow10 = |e: i32| i256::from_i128(10).checked_pow(e as u32);
     let num_exp = from_per_usd.1 as i32 + out_scale as i32;
     let den_exp = amount.1 as i32 + to_per_usd.1 as i32;
     let (num_exp, den_exp) = (
         num_exp - num_exp.min(den_exp),
         den_exp - num_exp.min(den_exp),
     );
+    // Fast path: with the usual scales the terms fit 128 bits (same arithmetic, same result).
+    let small = 10i128
+        .checked_pow(num_exp as u32)
+        .and_then(|p| amount.0.checked_mul(to_per_usd.0)?.checked_mul(p))
+        .zip(
+            10i128
+                .checked_pow(den_exp as u32)
+                .and_then(|p| from_per_usd.0.checked_mul(p)),
+        );
+    if let Some((numerator, denominator)) = small {
+        let quotient = numerator / denominator;
+        let remainder = numerator % denominator;
+        // Half away from zero: compare 2·|r| with d (d > 0 here, |r| < d so 2·|r| fits).
+        let rounded = if remainder.unsigned_abs() * 2 >= denominator.unsigned_abs() {
+            quotient + numerator.signum()
+        } else {
+            quotient
+        };
+        return (rounded.unsigned_abs() < 10u128.pow(PRECISION as u32)).then_some(rounded);
+    }
+    let pow10 = |e: i32| i256::from_i128(10).checked_pow(e as u32);
     let numerator = i256::from_i128(amount.0)
         .checked_mul(i256::from_i128(to_per_usd.0))?
         .checked_mul(pow10(num_exp)?)?;
@@ -221,6 +241,19 @@ mod tests {
         // 1 BTC at 0.000016386633 BTC per USD, SGD 1.35: 1.35 / 0.000016386633 = 82384.22...
         assert_eq!(convert((1_0000, 4), sgd, (16_386_633, 12)), Some(8_238_422));
         assert_eq!(convert((1, 4), (0, 2), inr), None);
+    }
+
+    #[test]
+    fn wide_path_agrees_with_the_fast_path() {
+        // Terms beyond 128 bits take the 256-bit path: 10^30 × 1.35 / 63 at scale 18.
+        let big = convert(
+            (10i128.pow(34), 4),
+            (135 * 10i128.pow(16), 18),
+            (63 * 10i128.pow(18), 18),
+        );
+        assert_eq!(big, Some(2_142_857_142_857_142_857_142_857_142_857));
+        assert_eq!(convert((-100_0000, 4), (135, 2), (630, 1)), Some(-214));
+        assert_eq!(convert((-2145, 3), (1, 0), (1, 0)), Some(-215));
     }
 
     #[test]

@@ -143,20 +143,13 @@ fn every_kind_of_reject_names_line_field_and_reason() {
 fn strict_fails_and_keeps_the_previous_output() {
     let lake = golden_lake();
     let before = lake.scalar("SELECT count(*) FROM processed");
-    let version_files = std::fs::read_dir(lake.path().join("banktxn/processed/_delta_log"))
-        .unwrap()
-        .count();
+    let commits = lake.commits("banktxn/processed");
     let output = lake.try_run(&["normalize", "--strict"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("INR: 1"), "{stderr}");
     assert_eq!(lake.scalar("SELECT count(*) FROM processed"), before);
-    assert_eq!(
-        std::fs::read_dir(lake.path().join("banktxn/processed/_delta_log"))
-            .unwrap()
-            .count(),
-        version_files
-    );
+    assert_eq!(lake.commits("banktxn/processed"), commits);
     // A longer allowed age converts the 07-10 amount with the 07-01 rates: 99.99 × 1.36 / 64.
     lake.run(&["normalize", "--strict", "--max-rate-age", "9"]);
     assert_eq!(lake.scalar("SELECT withdrawal_sgd_amt FROM processed WHERE transaction_details = 'INR with no rate near'"), "2.12");
@@ -177,4 +170,42 @@ fn analytics_reports_run_on_the_golden_set() {
     for name in ["account-summary", "currency-exposure", "monthly-flows"] {
         lake.run(&["report", name]);
     }
+}
+
+#[test]
+fn any_base_currency_with_its_own_column_names() {
+    let lake = golden_lake();
+    lake.run(&[
+        "--base-currency",
+        "eur",
+        "normalize",
+        "--columns-follow-base",
+    ]);
+    let rows = lake.query(
+        "SELECT transaction_details, withdrawal_eur_amt, deposit_eur_amt, \
+         CAST(coalesce(withdrawal_rate_date, deposit_rate_date) AS VARCHAR) AS rate_date \
+         FROM processed ORDER BY source_line",
+    );
+    let find = |details: &str| {
+        rows.iter()
+            .find(|r| r[0] == details)
+            .unwrap_or_else(|| panic!("{details}: {rows:?}"))
+    };
+    // 100 × 0.876 / 63 = 1.3904…
+    assert_eq!(
+        find("TRF FROM  Indiaforensic SERVICES")[1..],
+        ["1.39", "", "2017-06-29"]
+    );
+    // SGD is now a foreign currency: 2.145 × 0.876 / 1.35 = 1.3918…
+    assert_eq!(find("SGD deposit")[1..], ["", "1.39", "2017-06-29"]);
+    // 07-01 has no EUR rate: both rates of the pair come from 06-29, 1,000,000 × 0.876 / 1.
+    assert_eq!(find("USD wire")[1..], ["876000.00", "", "2017-06-29"]);
+    // Reports read the renamed columns.
+    let out = lake.run(&["report", "account-summary", "--format", "csv"]);
+    assert!(out.contains("409000493210,4,3.48,"), "{out}");
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM rates_errors WHERE message = 'base_currency_missing'"),
+        "0",
+        "ingest ran with base SGD"
+    );
 }

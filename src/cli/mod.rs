@@ -289,6 +289,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "deleted"
                 };
                 println!("{}: {verb} {} files", table.sql_name(), files.len());
+                if args.dry_run {
+                    for file in &files {
+                        println!("  {file}");
+                    }
+                }
             }
             Ok(())
         }
@@ -370,7 +375,7 @@ async fn run_sql(engine: &Engine, lake: &Lake, args: SqlArgs) -> anyhow::Result<
         let state = engine.ctx().state();
         let plan = state.statement_to_plan(statement).await.with_context(|| {
             format!(
-                "tables in {}: {}",
+                "planning the query (tables in {}: {})",
                 lake.display(),
                 if registered.is_empty() {
                     "none yet".to_string()

@@ -5,6 +5,7 @@
 //! write); the Ballista cluster becomes a second constructor here, not an `if` in the jobs.
 
 pub mod functions;
+pub mod streams;
 
 use std::sync::Arc;
 
@@ -38,6 +39,17 @@ impl Engine {
 
     pub fn ctx(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// A frame over streams this process already runs (read once), for writing them to a
+    /// table without collecting them.
+    pub fn frame_from_streams(
+        &self,
+        schema: arrow::datatypes::SchemaRef,
+        streams: Vec<datafusion::execution::SendableRecordBatchStream>,
+    ) -> datafusion::error::Result<datafusion::dataframe::DataFrame> {
+        let table = streams::table(schema, streams)?;
+        self.ctx.read_table(Arc::new(table))
     }
 
     /// The session state as delta-rs's writer wants it.

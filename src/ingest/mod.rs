@@ -147,18 +147,23 @@ pub async fn ingest(
                     format!("rates are based on {}, expected USD", day.base),
                 ));
             }
-            match day.rates.get(base_currency) {
-                Some(_) => Ok(day),
-                None => Err(FetchError::new(
-                    0,
-                    "base_currency_missing",
-                    format!("no {base_currency} rate on this day"),
-                )),
-            }
+            Ok(day)
         });
         match day {
             Ok(day) => {
-                let base_rate = day.rates[base_currency];
+                // Without a base rate the day's USD rates are still stored (normalize uses
+                // those, and may reach this day from a later one); only `rates_base_sgd` is
+                // unknown, and the gap is recorded.
+                let base_rate = day.rates.get(base_currency).copied();
+                if base_rate.is_none() {
+                    let error = FetchError::new(
+                        0,
+                        "base_currency_missing",
+                        format!("no {base_currency} rate on this day"),
+                    );
+                    warn!(%date, base = base_currency, "no base-currency rate");
+                    errors.push(date, &error);
+                }
                 for (code, why) in &day.invalid {
                     let error = FetchError::new(0, "invalid_rate", format!("{code}: {why}"));
                     warn!(%date, %code, %why, "rate skipped");
@@ -168,12 +173,14 @@ pub async fn ingest(
                     rows.run_date.push(days_since_epoch(date));
                     rows.currency.push(code.clone());
                     rows.per_usd.push(*per_usd);
-                    rows.per_base.push(money::convert_to_scale(
-                        (*per_usd, RATE_SCALE),
-                        (1, 0),
-                        (base_rate, RATE_SCALE),
-                        RATE_SCALE,
-                    ));
+                    rows.per_base.push(base_rate.and_then(|base| {
+                        money::convert_to_scale(
+                            (*per_usd, RATE_SCALE),
+                            (1, 0),
+                            (base, RATE_SCALE),
+                            RATE_SCALE,
+                        )
+                    }));
                     rows.year.push(date.year());
                     rows.month.push(date.month() as i32);
                 }
@@ -228,28 +235,26 @@ pub async fn ingest(
     // The errors table holds the latest attempt per date: dates that succeeded now lose their
     // old error rows, dates that failed get this attempt's.
     let n = errors.run_date.len();
-    if n > 0 || delta::open(lake, Table::RatesErrors).await?.is_some() {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Date32Array::from(errors.run_date)),
-            Arc::new(BooleanArray::from(vec![true; n])),
-            Arc::new(Int32Array::from(errors.status)),
-            Arc::new(StringArray::from(errors.message)),
-            Arc::new(StringArray::from(errors.description)),
-            Arc::new(StringArray::from(vec![report.source.clone(); n])),
-            Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
-        ];
-        let batch = RecordBatch::try_new(errors_schema(), columns)?;
-        let plan = ctx.read_batch(batch)?.into_unoptimized_plan();
-        let predicate = col("run_date").in_list(date_list(&attempted), false);
-        delta::write(
-            lake,
-            Table::RatesErrors,
-            engine.session(),
-            plan,
-            WriteMode::ReplaceWhere(predicate),
-        )
-        .await?;
-    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from(errors.run_date)),
+        Arc::new(BooleanArray::from(vec![true; n])),
+        Arc::new(Int32Array::from(errors.status)),
+        Arc::new(StringArray::from(errors.message)),
+        Arc::new(StringArray::from(errors.description)),
+        Arc::new(StringArray::from(vec![report.source.clone(); n])),
+        Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+    ];
+    let batch = RecordBatch::try_new(errors_schema(), columns)?;
+    let plan = ctx.read_batch(batch)?.into_unoptimized_plan();
+    let predicate = col("run_date").in_list(date_list(&attempted), false);
+    delta::write(
+        lake,
+        Table::RatesErrors,
+        engine.session(),
+        plan,
+        WriteMode::ReplaceWhere(predicate),
+    )
+    .await?;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     info!(
         dates = report.dates_ingested,

@@ -7,16 +7,13 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::SchemaRef;
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::DataFusionError;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{col, lit, ParquetReadOptions};
 use futures::StreamExt;
 use tracing::{info, info_span, Instrument};
@@ -93,15 +90,13 @@ async fn load_file(engine: &Engine, lake: &Lake, path: &Path) -> Result<FileLoad
         }
         reader.finish()
     });
-    let stream = OneShotStream::new(
+    let batches: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
         crate::transactions::schema(),
-        Box::pin(RecordBatchStreamAdapter::new(
-            crate::transactions::schema(),
-            tokio_stream_from(receiver),
-        )),
-    );
-    let table = StreamingTable::try_new(crate::transactions::schema(), vec![Arc::new(stream)])?;
-    let plan = ctx.read_table(Arc::new(table))?.into_unoptimized_plan();
+        tokio_stream_from(receiver),
+    ));
+    let plan = engine
+        .frame_from_streams(crate::transactions::schema(), vec![batches])?
+        .into_unoptimized_plan();
     let same_file = col("source_file").eq(lit(source_file.clone()));
     let written = delta::write(
         lake,
@@ -118,32 +113,28 @@ async fn load_file(engine: &Engine, lake: &Lake, path: &Path) -> Result<FileLoad
     let CsvOutcome { counts, rejects } = parsed?;
     let transactions = written?;
 
-    // Rejects of this file replace its earlier rejects (none now means none left).
+    // Rejects of this file replace its earlier rejects (none now means none left; the table
+    // exists from the first load on, so `SELECT … FROM rejects` always works).
     let rejects_plan = match &rejects {
-        Some(spill) => Some(
-            ctx.read_parquet(
+        Some(spill) => ctx
+            .read_parquet(
                 spill.path().to_string_lossy().as_ref(),
                 ParquetReadOptions::default(),
             )
             .await?
             .into_unoptimized_plan(),
-        ),
-        None if delta::open(lake, Table::Rejects).await?.is_some() => Some(
-            ctx.read_batch(RecordBatch::new_empty(rejects_schema()))?
-                .into_unoptimized_plan(),
-        ),
-        None => None,
+        None => ctx
+            .read_batch(RecordBatch::new_empty(rejects_schema()))?
+            .into_unoptimized_plan(),
     };
-    if let Some(plan) = rejects_plan {
-        delta::write(
-            lake,
-            Table::Rejects,
-            engine.session(),
-            plan,
-            WriteMode::ReplaceWhere(same_file.clone()),
-        )
-        .await?;
-    }
+    delta::write(
+        lake,
+        Table::Rejects,
+        engine.session(),
+        rejects_plan,
+        WriteMode::ReplaceWhere(same_file.clone()),
+    )
+    .await?;
     drop(rejects);
 
     let loaded_at = chrono::Utc::now().timestamp_micros();
@@ -205,46 +196,4 @@ fn tokio_stream_from<T: Send + 'static>(
     mut receiver: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
-}
-
-/// A stream that can be executed once: the source of a streaming plan over a file being parsed.
-struct OneShotStream {
-    schema: SchemaRef,
-    stream: Mutex<Option<SendableRecordBatchStream>>,
-}
-
-impl OneShotStream {
-    fn new(schema: SchemaRef, stream: SendableRecordBatchStream) -> Self {
-        Self {
-            schema,
-            stream: Mutex::new(Some(stream)),
-        }
-    }
-}
-
-impl std::fmt::Debug for OneShotStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OneShotStream")
-    }
-}
-
-impl PartitionStream for OneShotStream {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let taken = self.stream.lock().ok().and_then(|mut s| s.take());
-        match taken {
-            Some(stream) => stream,
-            None => Box::pin(RecordBatchStreamAdapter::new(
-                self.schema.clone(),
-                futures::stream::once(async {
-                    Err(DataFusionError::Internal(
-                        "a CSV input stream can be read only once".to_string(),
-                    ))
-                }),
-            )),
-        }
-    }
 }

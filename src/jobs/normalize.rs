@@ -5,13 +5,17 @@
 //! a `replaceWhere`), and counts what was and was not converted.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
-use datafusion::dataframe::DataFrame;
+use arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use datafusion::common::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{cast, col, lit, Expr};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
 use tracing::{info, info_span, Instrument};
 
 use super::JobError;
@@ -21,8 +25,6 @@ use crate::storage::delta::{self, WriteMode};
 use crate::storage::{Lake, Table};
 
 const NORMALIZE_SQL: &str = include_str!("../../sql/normalize.sql");
-const SUMMARY_SQL: &str = include_str!("../../sql/normalize_summary.sql");
-const PARTITIONS_SQL: &str = include_str!("../../sql/normalize_partitions.sql");
 
 /// A calendar month, `YYYY-MM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -143,28 +145,29 @@ pub async fn normalize(
         .stage_ms
         .insert("plan", started.elapsed().as_millis() as u64);
 
-    if options.strict {
-        let stage = Instant::now();
-        summarize(engine, normalized.clone(), &mut report).await?;
-        report
-            .stage_ms
-            .insert("strict_check", stage.elapsed().as_millis() as u64);
-        if report.unconverted > 0 {
-            return Err(JobError::Unconverted {
-                count: report.unconverted,
-                detail: unconverted_detail(&report),
-            });
-        }
-    }
-
+    // Count every row on its way into the writer; the last partition to finish checks the
+    // counts before delta-rs may commit, so a strict or unreconciled run commits nothing.
     let stage = Instant::now();
-    let mut output = normalized;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let schema = Arc::new(normalized.schema().as_arrow().clone());
+    let streams = normalized.execute_stream_partitioned().await?;
+    let gate = Arc::new(Gate {
+        partitions: streams.len(),
+        finished: AtomicUsize::new(0),
+        rows_in: report.rows_in,
+        strict: options.strict,
+    });
+    let streams = streams
+        .into_iter()
+        .map(|stream| tallied(stream, tally.clone(), gate.clone()))
+        .collect();
+    let mut output = engine.frame_from_streams(schema, streams)?;
     if options.column_suffix != "sgd" {
         for (from, to) in converted_columns(&options.column_suffix) {
             output = output.with_column_renamed(&from, &to)?;
         }
     }
-    let table = delta::write(
+    let written = delta::write(
         lake,
         Table::Processed,
         engine.session(),
@@ -172,30 +175,27 @@ pub async fn normalize(
         mode,
     )
     .instrument(info_span!("write processed"))
-    .await?;
-    report.processed_version = table.version().unwrap_or_default() as i64;
+    .await;
+    let counted = tally
+        .lock()
+        .map_err(|_| JobError::Invalid("the row tally was poisoned".to_string()))?
+        .fill(&mut report);
+    if options.strict && report.unconverted > 0 {
+        return Err(JobError::Unconverted {
+            count: report.unconverted,
+            detail: unconverted_detail(&report),
+        });
+    }
+    if counted && report.rows_written != report.rows_in {
+        return Err(JobError::Invalid(format!(
+            "rows do not reconcile: {} transactions in, {} rows out of the join; nothing was written",
+            report.rows_in, report.rows_written
+        )));
+    }
+    report.processed_version = written?.version().unwrap_or_default() as i64;
     report
         .stage_ms
         .insert("join_and_write", stage.elapsed().as_millis() as u64);
-
-    // Count from what was committed, not from what we meant to write.
-    let stage = Instant::now();
-    engine.register_table(lake, Table::Processed).await?;
-    let mut written = ctx.table("processed").await?;
-    if let Some((from, to)) = options.months {
-        written = written.filter(month_key().between(lit(from.key()), lit(to.key())))?;
-    }
-    if options.column_suffix != "sgd" {
-        for (to, from) in converted_columns(&options.column_suffix) {
-            written = written.with_column_renamed(&from, &to)?;
-        }
-    }
-    report.unconverted = 0;
-    report.unconverted_by_currency.clear();
-    summarize(engine, written, &mut report).await?;
-    report
-        .stage_ms
-        .insert("summary", stage.elapsed().as_millis() as u64);
     report
         .stage_ms
         .insert("total", started.elapsed().as_millis() as u64);
@@ -204,12 +204,6 @@ pub async fn normalize(
         unconverted = report.unconverted,
         "normalized"
     );
-    if report.rows_written != report.rows_in {
-        return Err(JobError::Invalid(format!(
-            "rows do not reconcile: {} transactions in, {} rows written",
-            report.rows_in, report.rows_written
-        )));
-    }
     Ok(report)
 }
 
@@ -254,84 +248,140 @@ fn register_params(engine: &Engine, options: &NormalizeOptions) -> Result<(), Jo
     Ok(())
 }
 
-/// Fills the report's conversion counts and partitions from `rows` (default column names).
-async fn summarize(
-    engine: &Engine,
-    rows: DataFrame,
-    report: &mut NormalizeReport,
-) -> Result<(), JobError> {
-    let ctx = engine.ctx();
-    let _ = ctx.deregister_table("normalized");
-    ctx.register_table("normalized", rows.into_view())?;
-    let summary = ctx.sql(SUMMARY_SQL).await?.collect().await?;
-    let (
-        mut withdrawals,
-        mut withdrawals_converted,
-        mut deposits,
-        mut deposits_converted,
-        mut earlier,
-    ) = (0, 0, 0, 0, 0);
-    let mut unconverted: BTreeMap<String, u64> = BTreeMap::new();
-    for batch in &summary {
-        let side = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-        let side = side.as_string::<i32>();
-        let currency = arrow::compute::cast(batch.column(1), &DataType::Utf8)?;
-        let currency = currency.as_string::<i32>();
-        let number = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
-        let (amounts, converted, earlier_rate) = (number(2), number(3), number(4));
-        for row in 0..batch.num_rows() {
-            let (n, c) = (amounts.value(row) as u64, converted.value(row) as u64);
-            earlier += earlier_rate.value(row) as u64;
-            if side.value(row) == "withdrawal" {
-                withdrawals += n;
-                withdrawals_converted += c;
-            } else {
-                deposits += n;
-                deposits_converted += c;
-            }
-            if n > c {
-                let code = if currency.is_null(row) {
-                    "?"
-                } else {
-                    currency.value(row)
-                };
-                *unconverted.entry(code.to_string()).or_default() += n - c;
-            }
-        }
-    }
-    report.withdrawals = withdrawals;
-    report.withdrawals_converted = withdrawals_converted;
-    report.deposits = deposits;
-    report.deposits_converted = deposits_converted;
-    report.converted_with_earlier_rate = earlier;
-    report.unconverted = unconverted.values().sum();
-    report.unconverted_by_currency = unconverted;
+/// When the last partition ends: whether the run may commit.
+#[derive(Debug)]
+struct Gate {
+    partitions: usize,
+    finished: AtomicUsize,
+    rows_in: u64,
+    strict: bool,
+}
 
-    let partitions = ctx.sql(PARTITIONS_SQL).await?.collect().await?;
-    report.partitions_written.clear();
-    report.rows_written = 0;
-    for batch in &partitions {
-        let year = batch
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int32Type>();
-        let month = batch
-            .column(1)
-            .as_primitive::<arrow::datatypes::Int32Type>();
-        let count = batch
-            .column(2)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .cloned()
-            .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
-        for row in 0..batch.num_rows().min(count.len()) {
-            report.partitions_written.push(format!(
-                "year={}/month={}",
-                year.value(row),
-                month.value(row)
-            ));
-            report.rows_written += count.value(row) as u64;
+/// Counts of the rows that went into the writer (default column names).
+#[derive(Debug, Default)]
+struct Tally {
+    complete: bool,
+    rows: u64,
+    /// Withdrawal, deposit: amounts, converted, converted with an earlier day's rate.
+    sides: [[u64; 3]; 2],
+    unconverted: BTreeMap<String, u64>,
+    partitions: BTreeMap<(i32, i32), u64>,
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, DataFusionError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("normalize output has no column {name}")))
+}
+
+impl Tally {
+    fn add(&mut self, batch: &RecordBatch) -> Result<(), DataFusionError> {
+        let rows = batch.num_rows();
+        self.rows += rows as u64;
+        let value_date = column(batch, "value_date")?;
+        for (side, counts) in ["withdrawal", "deposit"]
+            .into_iter()
+            .zip(self.sides.iter_mut())
+        {
+            let amount = column(batch, &format!("{side}_amt"))?;
+            let converted = column(batch, &format!("{side}_sgd_amt"))?;
+            let rate_date = column(batch, &format!("{side}_rate_date"))?;
+            counts[0] += (rows - amount.null_count()) as u64;
+            counts[1] += (rows - converted.null_count()) as u64;
+            counts[2] +=
+                arrow::compute::kernels::cmp::lt(rate_date, value_date)?.true_count() as u64;
+            if amount.null_count() < converted.null_count() {
+                let currency = arrow::compute::cast(
+                    column(batch, &format!("{side}_currency"))?,
+                    &DataType::Utf8,
+                )?;
+                let currency = currency.as_string::<i32>();
+                for row in (0..rows).filter(|r| amount.is_valid(*r) && converted.is_null(*r)) {
+                    let code = if currency.is_null(row) {
+                        "?"
+                    } else {
+                        currency.value(row)
+                    };
+                    *self.unconverted.entry(code.to_string()).or_default() += 1;
+                }
+            }
         }
+        let year = column(batch, "year")?.as_primitive::<Int32Type>();
+        let month = column(batch, "month")?.as_primitive::<Int32Type>();
+        let mut start = 0;
+        while start < rows {
+            let key = (year.value(start), month.value(start));
+            let mut end = start + 1;
+            while end < rows && (year.value(end), month.value(end)) == key {
+                end += 1;
+            }
+            *self.partitions.entry(key).or_default() += (end - start) as u64;
+            start = end;
+        }
+        Ok(())
     }
-    let _ = ctx.deregister_table("normalized");
-    Ok(())
+
+    fn unconverted_total(&self) -> u64 {
+        self.unconverted.values().sum()
+    }
+
+    /// Copies the counts into the report; `false` if some partition did not finish.
+    fn fill(&self, report: &mut NormalizeReport) -> bool {
+        report.rows_written = self.rows;
+        report.withdrawals = self.sides[0][0];
+        report.withdrawals_converted = self.sides[0][1];
+        report.deposits = self.sides[1][0];
+        report.deposits_converted = self.sides[1][1];
+        report.converted_with_earlier_rate = self.sides[0][2] + self.sides[1][2];
+        report.unconverted = self.unconverted_total();
+        report.unconverted_by_currency = self.unconverted.clone();
+        report.partitions_written = self
+            .partitions
+            .keys()
+            .map(|(year, month)| format!("year={year}/month={month}"))
+            .collect();
+        self.complete
+    }
+}
+
+/// Wraps one partition of the join: counts each batch, and after the last partition ends,
+/// fails the stream (so delta-rs commits nothing) if the run is strict and some amount has
+/// no rate, or if the rows do not reconcile.
+fn tallied(
+    stream: SendableRecordBatchStream,
+    tally: Arc<Mutex<Tally>>,
+    gate: Arc<Gate>,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let poisoned = || DataFusionError::Internal("the row tally was poisoned".to_string());
+    let counting = tally.clone();
+    let counted = stream.map(move |batch| {
+        let batch = batch?;
+        counting.lock().map_err(|_| poisoned())?.add(&batch)?;
+        Ok(batch)
+    });
+    let end = futures::stream::once(async move {
+        if gate.finished.fetch_add(1, Ordering::SeqCst) + 1 < gate.partitions {
+            return None;
+        }
+        let mut tally = match tally.lock() {
+            Ok(tally) => tally,
+            Err(_) => return Some(Err(poisoned())),
+        };
+        tally.complete = true;
+        if gate.strict && tally.unconverted_total() > 0 {
+            return Some(Err(DataFusionError::Execution(
+                "amounts without a usable rate (--strict)".to_string(),
+            )));
+        }
+        if tally.rows != gate.rows_in {
+            return Some(Err(DataFusionError::Execution(format!(
+                "rows do not reconcile: {} in, {} out",
+                gate.rows_in, tally.rows
+            ))));
+        }
+        None
+    })
+    .filter_map(futures::future::ready);
+    Box::pin(RecordBatchStreamAdapter::new(schema, counted.chain(end)))
 }

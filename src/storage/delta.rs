@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use datafusion::catalog::Session;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use deltalake::operations::vacuum::VacuumMode;
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 
@@ -20,7 +22,7 @@ pub enum WriteMode {
     Append,
     /// Replace exactly the rows matching the predicate (Delta's `replaceWhere`), in one commit.
     ReplaceWhere(Expr),
-    /// Replace the whole table, in one commit.
+    /// Replace the whole table (its schema too), in one commit.
     Overwrite,
 }
 
@@ -78,12 +80,18 @@ pub async fn write(
         (WriteMode::ReplaceWhere(predicate), true) => builder
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(predicate),
-        (WriteMode::Overwrite, _) => builder.with_save_mode(SaveMode::Overwrite),
+        // A whole-table overwrite may change the schema (e.g. renamed converted columns).
+        (WriteMode::Overwrite, _) => builder
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite),
     };
     builder.await.map_err(delta_error(table))
 }
 
-/// Removes data files that no version within the retention period needs. Returns the files
+/// Removes data files that no version within the retention period needs, including files a
+/// killed or failed write left behind without a commit (delta-rs's `full` mode lists the
+/// folder, not only the log's `remove` actions). Files younger than the retention period are
+/// kept, so a writer still running is safe unless the retention is 0. Returns the files
 /// deleted (or that would be, with `dry_run`).
 pub async fn vacuum(
     lake: &Lake,
@@ -98,6 +106,7 @@ pub async fn vacuum(
         .vacuum()
         .with_retention_period(chrono::Duration::hours(retention_hours as i64))
         .with_enforce_retention_duration(false)
+        .with_mode(VacuumMode::Full)
         .with_dry_run(dry_run)
         .await
         .map_err(delta_error(table))?;

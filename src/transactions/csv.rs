@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -322,6 +322,24 @@ impl FinishWithValues for TimestampMicrosecondBuilder {
     }
 }
 
+/// The last date text seen and its value: exports are sorted by date, so most rows repeat it.
+#[derive(Debug, Default)]
+struct DateMemo {
+    text: String,
+    days: Option<i32>,
+}
+
+impl DateMemo {
+    fn parse(&mut self, text: &str) -> Option<i32> {
+        if self.text != text {
+            self.text.clear();
+            self.text.push_str(text);
+            self.days = fields::date(text);
+        }
+        self.days
+    }
+}
+
 /// Reads one CSV export batch by batch.
 pub struct TransactionCsv {
     path: PathBuf,
@@ -332,6 +350,7 @@ pub struct TransactionCsv {
     builders: RowBuilders,
     rejects: RejectSpill,
     counts: LoadCounts,
+    dates: DateMemo,
 }
 
 impl std::fmt::Debug for TransactionCsv {
@@ -356,10 +375,17 @@ impl TransactionCsv {
             path: path.to_path_buf(),
             source,
         })?;
-        let input: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(1 << 20, file));
+        let mut buffered = BufReader::with_capacity(1 << 20, file);
+        let head = buffered.fill_buf().map_err(|source| CsvError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let delimiter = sniff_delimiter(head);
+        let input: Box<dyn Read + Send> = Box::new(buffered);
         let mut reader = ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .delimiter(delimiter)
             .from_reader(input);
         let mut header = ByteRecord::new();
         let has_header = reader
@@ -384,6 +410,7 @@ impl TransactionCsv {
             builders: RowBuilders::new(),
             rejects: RejectSpill::new(source_file),
             counts: LoadCounts::default(),
+            dates: DateMemo::default(),
         })
     }
 
@@ -478,8 +505,20 @@ impl TransactionCsv {
                 ),
             });
         }
+        // One UTF-8 check for the whole row (the common case); per field only to name the
+        // field of a row that fails it.
+        let whole = std::str::from_utf8(record.as_slice()).ok();
         // Excel drops trailing empty cells: a missing field is an empty one.
         let text = |index: usize, name: &'static str| -> Result<&str, Fault> {
+            if let (Some(whole), Some(range)) = (whole, record.range(index)) {
+                return whole.get(range).ok_or_else(|| {
+                    Fault::new(
+                        name,
+                        RejectReason::InvalidUtf8,
+                        "the field is not valid UTF-8",
+                    )
+                });
+            }
             let bytes = record.get(index).unwrap_or(b"");
             std::str::from_utf8(bytes).map_err(|_| {
                 Fault::new(
@@ -506,9 +545,10 @@ impl TransactionCsv {
                 "no account number",
             )
         })?;
-        let date_field = |index: usize, name: &'static str| -> Result<i32, Fault> {
+        let memo = &mut self.dates;
+        let mut date_field = |index: usize, name: &'static str| -> Result<i32, Fault> {
             let t = text(index, name)?;
-            fields::date(t).ok_or_else(|| {
+            memo.parse(t).ok_or_else(|| {
                 Fault::new(
                     name,
                     RejectReason::BadDate,
@@ -611,6 +651,15 @@ fn pair_check(
     }
 }
 
+/// The header line's delimiter: European Excel exports use `;`, some banks tabs or `|`.
+fn sniff_delimiter(head: &[u8]) -> u8 {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or(head);
+    [b',', b';', b'\t', b'|']
+        .into_iter()
+        .max_by_key(|d| (line.iter().filter(|b| *b == d).count(), *d == b','))
+        .unwrap_or(b',')
+}
+
 /// The record as CSV text (re-quoted where needed), for the rejects table.
 fn raw_line(record: &ByteRecord) -> String {
     let mut writer = csv::WriterBuilder::new()
@@ -624,4 +673,28 @@ fn raw_line(record: &ByteRecord) -> String {
     String::from_utf8_lossy(&bytes)
         .trim_end_matches('\n')
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_the_header_delimiter() {
+        assert_eq!(sniff_delimiter(b"account_no,date,value_date\n1;2"), b',');
+        assert_eq!(sniff_delimiter(b"account_no;date;value_date\n"), b';');
+        assert_eq!(sniff_delimiter(b"account_no\tdate\tvalue_date"), b'\t');
+        assert_eq!(sniff_delimiter(b""), b',');
+    }
+
+    #[test]
+    fn header_names_are_normalised() {
+        assert_eq!(normalise_header(b" WITHDRAWAL AMT "), "withdrawal_amt");
+        assert_eq!(
+            normalise_header("\u{feff}Account No".as_bytes()),
+            "account_no"
+        );
+        assert_eq!(normalise_header(b"BALANCE AMT."), "balance_amt");
+        assert_eq!(normalise_header(b"."), ".");
+    }
 }

@@ -6,7 +6,7 @@
 
 use chrono::NaiveDate;
 
-use crate::money::{self, DecimalError, AMOUNT_SCALE};
+use crate::money::{AMOUNT_SCALE, PRECISION};
 
 /// Days from 0001-01-01 (CE day 1) to 1970-01-01, for Arrow's `Date32`.
 const UNIX_EPOCH_FROM_CE: i32 = 719_163;
@@ -111,38 +111,81 @@ pub enum AmountError {
 /// An amount scaled by 10^4, or `None` when the cell is blank (or the accounting format's lone
 /// `-`). Accepts `"1,000,000"`, `"  1,200,000.00 "`, `10,00,000.00` and `(56.18)` (negative).
 pub fn amount(text: &str) -> Result<Option<i128>, AmountError> {
-    let s = text.trim_matches(|c: char| c.is_whitespace());
+    // Hot path of every load: one pass over the bytes, no allocation unless the cell is bad.
+    let s = text.trim();
     if s.is_empty() || s == "-" {
         return Ok(None);
     }
-    let (negative, body) = match s.strip_prefix('(').and_then(|b| b.strip_suffix(')')) {
+    let not_a_number = || AmountError::NotANumber(text.to_string());
+    let (mut negative, mut body) = match s.strip_prefix('(').and_then(|b| b.strip_suffix(')')) {
         Some(inner) => (true, inner.trim()),
         None => (false, s),
     };
-    let not_a_number = || AmountError::NotANumber(text.to_string());
-    let unsigned = body.strip_prefix('-').unwrap_or(body);
-    let int_part = unsigned.split('.').next().unwrap_or("");
-    let cleaned: std::borrow::Cow<str> = if int_part.contains(',') {
-        // Groups of 2 or 3 digits after the first (Western and Indian grouping), none empty.
-        let groups: Vec<&str> = int_part.split(',').collect();
-        let first_ok = (1..=3).contains(&groups[0].len());
-        let rest_ok = groups[1..].iter().all(|g| g.len() == 3 || g.len() == 2)
-            && groups.last().map(|g| g.len() == 3).unwrap_or(false);
-        if !first_ok || !rest_ok {
-            return Err(AmountError::Grouping(text.to_string()));
+    if let Some(rest) = body.strip_prefix('-') {
+        if negative {
+            return Err(not_a_number());
         }
-        body.replace(',', "").into()
-    } else {
-        body.into()
-    };
-    if cleaned.contains(['e', 'E', '+']) {
+        negative = true;
+        body = rest;
+    }
+    let bytes = body.as_bytes();
+    let too_large = || AmountError::TooLarge(text.to_string());
+    let grouping = || AmountError::Grouping(text.to_string());
+    let mut value: i128 = 0;
+    let (mut int_digits, mut group_len, mut groups) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    // Integer part, with Western (1,000,000) or Indian (10,00,000) grouping.
+    while i < bytes.len() {
+        match bytes[i] {
+            d @ b'0'..=b'9' => {
+                value = value * 10 + (d - b'0') as i128;
+                int_digits += 1;
+                group_len += 1;
+                if int_digits > (PRECISION as usize - AMOUNT_SCALE as usize) {
+                    return Err(too_large());
+                }
+            }
+            b',' => {
+                let ok = if groups == 0 {
+                    (1..=3).contains(&group_len)
+                } else {
+                    group_len == 2 || group_len == 3
+                };
+                if !ok {
+                    return Err(grouping());
+                }
+                groups += 1;
+                group_len = 0;
+            }
+            b'.' => break,
+            _ => return Err(not_a_number()),
+        }
+        i += 1;
+    }
+    if groups > 0 && group_len != 3 {
+        return Err(grouping());
+    }
+    // Fraction: up to 4 digits kept; further digits must be zeros (never rounded).
+    let mut frac_digits = 0u32;
+    let mut has_point = false;
+    if i < bytes.len() {
+        has_point = true;
+        for &b in &bytes[i + 1..] {
+            match b {
+                b'0'..=b'9' if frac_digits < AMOUNT_SCALE as u32 => {
+                    value = value * 10 + (b - b'0') as i128;
+                    frac_digits += 1;
+                }
+                b'0' => {}
+                b'1'..=b'9' => return Err(AmountError::TooPrecise(text.to_string())),
+                _ => return Err(not_a_number()),
+            }
+        }
+    }
+    if int_digits == 0 && (frac_digits == 0 || !has_point) {
         return Err(not_a_number());
     }
-    let value = money::parse_scaled(&cleaned, AMOUNT_SCALE).map_err(|e| match e {
-        DecimalError::TooPrecise { .. } => AmountError::TooPrecise(text.to_string()),
-        DecimalError::TooLarge(_) => AmountError::TooLarge(text.to_string()),
-        DecimalError::Empty | DecimalError::Invalid(_) => not_a_number(),
-    })?;
+    let value = value * 10i128.pow(AMOUNT_SCALE as u32 - frac_digits);
     Ok(Some(if negative { -value } else { value }))
 }
 
@@ -205,6 +248,23 @@ mod tests {
         assert!(matches!(amount("1e5"), Err(AmountError::NotANumber(_))));
         assert!(matches!(amount("1.00001"), Err(AmountError::TooPrecise(_))));
         assert!(matches!(amount("abc"), Err(AmountError::NotANumber(_))));
+        assert!(matches!(amount("(-5)"), Err(AmountError::NotANumber(_))));
+        assert!(matches!(amount("."), Err(AmountError::NotANumber(_))));
+        assert!(matches!(
+            amount("1,000.5.5"),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            amount("1.234,56"),
+            Err(AmountError::NotANumber(_))
+        ));
+        assert!(matches!(
+            amount("99999999999999999999999999999999999"),
+            Err(AmountError::TooLarge(_))
+        ));
+        assert_eq!(amount("1.00000"), Ok(Some(1_0000)));
+        assert_eq!(amount(".5"), Ok(Some(5000)));
+        assert_eq!(amount("-0.01"), Ok(Some(-100)));
     }
 
     #[test]

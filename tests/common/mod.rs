@@ -67,6 +67,15 @@ impl Lake {
         rows[0][0].clone()
     }
 
+    /// Number of commits in a table's Delta log.
+    pub fn commits(&self, table: &str) -> usize {
+        std::fs::read_dir(self.path().join(table).join("_delta_log"))
+            .expect("a Delta log")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count()
+    }
+
     /// The newest saved report of a job, as JSON.
     pub fn latest_report(&self, job: &str) -> serde_json::Value {
         let dir = self.path().join("_reports");
@@ -87,16 +96,22 @@ pub fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// Runs a Python checker from tests/; the test command installs its packages.
-pub fn python(script: &str, args: &[&Path]) {
+/// Runs a Python checker from tests/ and returns its output; the test command installs its
+/// packages.
+pub fn try_python(script: &str, args: &[&str]) -> Output {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(script);
-    let output = Command::new("python3")
+    Command::new("python3")
         .arg(path)
         .args(args)
         .output()
-        .expect("python3 runs (bash tests/run.sh installs its packages)");
+        .expect("python3 runs (bash tests/run.sh installs its packages)")
+}
+
+/// Runs a Python checker from tests/; panics with its output if it fails.
+pub fn python(script: &str, args: &[&str]) {
+    let output = try_python(script, args);
     assert!(
         output.status.success(),
         "{script} failed:\nstdout:\n{}\nstderr:\n{}",
