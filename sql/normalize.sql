@@ -7,25 +7,34 @@
 -- exact integers and rounded half away from zero to the cent. The rate used is the one of the
 -- value date, else the latest earlier one not older than max_rate_age days; with none, the
 -- amount stays NULL (and the job counts it per currency).
-WITH rate_pairs AS (
+WITH base_rates AS (
+    -- The base currency's rate per day (filtered first: pairing every currency with every
+    -- other one of the same day would be ~170² rows a day).
+    SELECT b.run_date, b.rates_base_usd AS base_per_usd
+    FROM rates b
+    JOIN job_params p ON b.target_currency = p.base_currency
+),
+rate_pairs AS (
     -- Both rates of a cross rate come from the same day.
     SELECT r.run_date,
            r.target_currency AS currency,
            r.rates_base_usd AS currency_per_usd,
-           b.rates_base_usd AS base_per_usd
+           base.base_per_usd
     FROM rates r
-    JOIN rates b ON b.run_date = r.run_date
-    JOIN job_params p ON b.target_currency = p.base_currency
+    JOIN base_rates base ON base.run_date = r.run_date
 ),
 rate_calendar AS (
-    -- For each currency and day: the latest rate date within the allowed age.
-    SELECT currency,
-           CAST(CAST(run_date AS INT) + days_back AS DATE) AS day,
-           first_value(run_date ORDER BY days_back) AS rate_date,
-           first_value(currency_per_usd ORDER BY days_back) AS currency_per_usd,
-           first_value(base_per_usd ORDER BY days_back) AS base_per_usd
-    FROM rate_pairs CROSS JOIN rate_lookback
-    GROUP BY currency, CAST(CAST(run_date AS INT) + days_back AS DATE)
+    -- For each currency and day: the latest rate date within the allowed age, and its rates.
+    SELECT latest.currency, latest.day, latest.rate_date,
+           pr.currency_per_usd, pr.base_per_usd
+    FROM (
+        SELECT currency,
+               CAST(CAST(run_date AS INT) + days_back AS DATE) AS day,
+               max(run_date) AS rate_date
+        FROM rate_pairs CROSS JOIN rate_lookback
+        GROUP BY currency, CAST(CAST(run_date AS INT) + days_back AS DATE)
+    ) latest
+    JOIN rate_pairs pr ON pr.currency = latest.currency AND pr.run_date = latest.rate_date
 )
 SELECT t.account_no,
        t.date,

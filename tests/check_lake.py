@@ -5,6 +5,7 @@
 - every converted amount equals amount × rate_usd[base] / rate_usd[currency] evaluated with
   exact fractions and rounded half away from zero to the cent.
 """
+import os
 import sys
 from decimal import Decimal
 from fractions import Fraction
@@ -63,3 +64,7 @@ for row in processed:
         checked += 1
 assert checked > 0
 print(f"ok: {len(processed)} rows, {checked} amounts exact to the cent, DuckDB sees {hive[1]} partitions")
+# Skip interpreter teardown: deltalake's runtime threads sometimes abort there ("terminate
+# called without an active exception") after every check has passed.
+sys.stdout.flush()
+os._exit(0)
