@@ -176,12 +176,6 @@ pub fn convert_to_scale(
     (cents.unsigned_abs() < 10u128.pow(PRECISION as u32)).then_some(cents)
 }
 
-/// Rescales an exact decimal to the cent, half away from zero (for amounts already in the base
-/// currency).
-pub fn round_to_cents(amount: (i128, i8)) -> Option<i128> {
-    convert(amount, (1, 0), (1, 0))
-}
-
 /// Formats an unscaled integer as decimal text (`-1234, 2` → `-12.34`).
 pub fn format_scaled(value: i128, scale: i8) -> String {
     let negative = value < 0;
@@ -236,8 +230,8 @@ mod tests {
         let inr = (630, 1);
         assert_eq!(convert(amount, sgd, inr), Some(214));
         // 2.145 exactly → 2.15; −2.145 → −2.15
-        assert_eq!(round_to_cents((2145, 3)), Some(215));
-        assert_eq!(round_to_cents((-2145, 3)), Some(-215));
+        assert_eq!(convert((2145, 3), (1, 0), (1, 0)), Some(215));
+        assert_eq!(convert((-2145, 3), (1, 0), (1, 0)), Some(-215));
         // 1 BTC at 0.000016386633 BTC per USD, SGD 1.35: 1.35 / 0.000016386633 = 82384.22...
         assert_eq!(convert((1_0000, 4), sgd, (16_386_633, 12)), Some(8_238_422));
         assert_eq!(convert((1, 4), (0, 2), inr), None);

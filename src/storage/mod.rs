@@ -130,11 +130,6 @@ impl Lake {
         })
     }
 
-    /// The lake root as a URL (`file:///…/`).
-    pub fn root(&self) -> &Url {
-        &self.root
-    }
-
     /// Human-readable location for messages.
     pub fn display(&self) -> &str {
         &self.display

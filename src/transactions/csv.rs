@@ -434,7 +434,7 @@ impl TransactionCsv {
             }
             let line = self.record.position().map(|p| p.line()).unwrap_or(line);
             self.counts.rows_read += 1;
-            match self.append_row(line) {
+            match self.append_row() {
                 Ok(()) => self.counts.rows_loaded += 1,
                 Err(fault) => {
                     self.counts.rows_rejected += 1;
@@ -486,7 +486,7 @@ impl TransactionCsv {
 
     /// Validates the current record and appends it to the builders, or says why not. Nothing
     /// is appended unless every field is valid.
-    fn append_row(&mut self, _line: u64) -> Result<(), Fault> {
+    fn append_row(&mut self) -> Result<(), Fault> {
         let record = &self.record;
         let cols = &self.columns;
         if record.len() > cols.width
