@@ -67,6 +67,13 @@ impl Lake {
         rows[0][0].clone()
     }
 
+    /// Rows in a lake table (through `fxpipe sql`).
+    pub fn count(&self, table: &str) -> u64 {
+        self.scalar(&format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .expect("a count")
+    }
+
     /// Number of commits in a table's Delta log.
     pub fn commits(&self, table: &str) -> usize {
         std::fs::read_dir(self.path().join(table).join("_delta_log"))
