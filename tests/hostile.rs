@@ -105,3 +105,13 @@ fn every_line_is_accounted_for() {
         "0"
     );
 }
+
+#[test]
+fn queries_on_a_missing_lake_fail_instead_of_creating_it() {
+    let lake = Lake::new();
+    let output = lake.try_run(&["sql", "SELECT 1"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no lake at"), "{stderr}");
+    assert!(!lake.path().exists());
+}

@@ -32,7 +32,7 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "fxpipe", version, about, after_help = EXAMPLES)]
 struct Cli {
-    /// The lake: a local folder (created if missing).
+    /// The lake: a local folder (commands that write create it; sql, report and vacuum need it).
     #[arg(long, global = true, env = "FXPIPE_LAKE", default_value = "./lake")]
     lake: String,
 
@@ -242,7 +242,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Gen(command) = &cli.command {
         return run_gen(command);
     }
-    let lake = Lake::open(&cli.lake)?;
+    let reads_only = matches!(
+        cli.command,
+        Command::Sql(_) | Command::Report(_) | Command::Vacuum(_)
+    );
+    let lake = Lake::open(&cli.lake, !reads_only)?;
     let engine = Engine::embedded();
     match cli.command {
         Command::Gen(_) => Ok(()),

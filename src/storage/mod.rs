@@ -21,6 +21,8 @@ pub enum StorageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no lake at {0}: check --lake / FXPIPE_LAKE, or create one with `fxpipe quickstart` or `fxpipe load`")]
+    NoLake(PathBuf),
     #[error("lake location {0:?} is not supported yet: use a local folder (S3 support is on the roadmap)")]
     Unsupported(String),
     #[error("object store error at {location}: {source}")]
@@ -104,8 +106,10 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// Opens a lake at a local folder (created if missing). `s3://` comes with the S3 work.
-    pub fn open(location: &str) -> Result<Self, StorageError> {
+    /// Opens a lake at a local folder, creating it when `create` (jobs that write); readers
+    /// get an error instead, so a mistyped path is not an empty lake. `s3://` comes with the
+    /// S3 work.
+    pub fn open(location: &str, create: bool) -> Result<Self, StorageError> {
         if location.contains("://") && !location.starts_with("file://") {
             return Err(StorageError::Unsupported(location.to_string()));
         }
@@ -114,6 +118,9 @@ impl Lake {
             path: path.clone(),
             source,
         };
+        if !create && !path.is_dir() {
+            return Err(StorageError::NoLake(path));
+        }
         std::fs::create_dir_all(&path).map_err(local)?;
         let absolute = std::fs::canonicalize(&path).map_err(local)?;
         let root = Url::from_directory_path(&absolute)
