@@ -25,7 +25,7 @@ pub fn table(
     StreamingTable::try_new(schema, partitions)
 }
 
-/// A stream that can be executed once: the source of a streaming plan over a file being parsed.
+/// A stream that can be executed once: one partition of a plan over a running producer.
 struct OneShotStream {
     schema: SchemaRef,
     stream: Mutex<Option<SendableRecordBatchStream>>,
@@ -59,7 +59,7 @@ impl PartitionStream for OneShotStream {
                 self.schema.clone(),
                 futures::stream::once(async {
                     Err(DataFusionError::Internal(
-                        "a CSV input stream can be read only once".to_string(),
+                        "a one-shot input stream can be read only once".to_string(),
                     ))
                 }),
             )),

@@ -46,27 +46,29 @@ pub async fn report(engine: &Engine, lake: &Lake, name: &str) -> Result<DataFram
     // The SQL uses the Athena-compatible names; a table written with `--columns-follow-base`
     // (withdrawal_eur_amt) is read through a view with those names.
     let processed = ctx.table(Table::Processed.sql_name()).await?;
-    let renamed = ["withdrawal", "deposit"].map(|side| {
-        processed
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .find(|n| {
-                n.starts_with(&format!("{side}_"))
-                    && n.ends_with("_amt")
-                    && *n != format!("{side}_amt")
-            })
-            .filter(|n| *n != format!("{side}_sgd_amt"))
-            .map(|n| (n, format!("{side}_sgd_amt")))
-    });
-    if renamed.iter().any(Option::is_some) {
-        let mut view = processed;
-        for (from, to) in renamed.into_iter().flatten() {
-            view = view.with_column_renamed(&from, &to)?;
-        }
-        ctx.deregister_table(Table::Processed.sql_name())?;
-        ctx.register_table(Table::Processed.sql_name(), view.into_view())?;
+    if processed
+        .schema()
+        .has_column_with_unqualified_name("withdrawal_sgd_amt")
+    {
+        return Ok(ctx.sql(sql).await?);
     }
+    let names: Vec<String> = processed
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut view = processed;
+    for side in ["withdrawal", "deposit"] {
+        let (prefix, plain) = (format!("{side}_"), format!("{side}_amt"));
+        let converted = names
+            .iter()
+            .find(|n| n.starts_with(&prefix) && n.ends_with("_amt") && **n != plain);
+        if let Some(from) = converted {
+            view = view.with_column_renamed(from, &format!("{side}_sgd_amt"))?;
+        }
+    }
+    ctx.deregister_table(Table::Processed.sql_name())?;
+    ctx.register_table(Table::Processed.sql_name(), view.into_view())?;
     Ok(ctx.sql(sql).await?)
 }

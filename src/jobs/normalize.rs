@@ -180,7 +180,8 @@ pub async fn normalize(
         .lock()
         .map_err(|_| JobError::Invalid("the row tally was poisoned".to_string()))?
         .fill(&mut report);
-    if options.strict && report.unconverted > 0 {
+    // Only a complete tally explains a failed write; otherwise the write's own error does.
+    if counted && options.strict && report.unconverted > 0 {
         return Err(JobError::Unconverted {
             count: report.unconverted,
             detail: unconverted_detail(&report),
