@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod engine;
+pub mod faults;
 pub mod gen;
 pub mod ingest;
 pub mod jobs;

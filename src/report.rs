@@ -23,6 +23,8 @@ pub struct FileLoad {
     pub same_content_as: Option<String>,
     #[serde(flatten)]
     pub counts: LoadCounts,
+    /// Rows (loaded and rejected) an earlier load of the same path had, which this one replaced.
+    pub rows_replaced: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transactions_version: Option<i64>,
     pub elapsed_ms: u64,
@@ -33,6 +35,7 @@ impl FileLoad {
         source_file: String,
         source_hash: String,
         counts: LoadCounts,
+        rows_replaced: u64,
         version: i64,
         elapsed_ms: u64,
     ) -> Self {
@@ -42,6 +45,7 @@ impl FileLoad {
             status: "loaded",
             same_content_as: None,
             counts,
+            rows_replaced,
             transactions_version: Some(version),
             elapsed_ms,
         }
@@ -54,6 +58,7 @@ impl FileLoad {
             status: "skipped",
             same_content_as: Some(same_content_as),
             counts: LoadCounts::default(),
+            rows_replaced: 0,
             transactions_version: None,
             elapsed_ms: 0,
         }
@@ -67,6 +72,8 @@ pub struct LoadReport {
     pub rows_loaded: u64,
     pub rows_rejected: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Rows of earlier loads of the same paths that this run replaced.
+    pub rows_replaced: u64,
     pub files: Vec<FileLoad>,
     pub elapsed_ms: u64,
 }
@@ -76,6 +83,7 @@ impl LoadReport {
         self.rows_read += file.counts.rows_read;
         self.rows_loaded += file.counts.rows_loaded;
         self.rows_rejected += file.counts.rows_rejected;
+        self.rows_replaced += file.rows_replaced;
         for (reason, n) in &file.counts.rejected_by_reason {
             *self
                 .rejected_by_reason
@@ -103,15 +111,25 @@ impl fmt::Display for LoadReport {
                     "  {}: skipped, same content already loaded as {earlier}",
                     file.source_file
                 )?,
-                None => writeln!(
-                    f,
-                    "  {}: {} read, {} loaded, {} rejected (transactions v{})",
-                    file.source_file,
-                    file.counts.rows_read,
-                    file.counts.rows_loaded,
-                    file.counts.rows_rejected,
-                    file.transactions_version.unwrap_or_default()
-                )?,
+                None => {
+                    write!(
+                        f,
+                        "  {}: {} read, {} loaded, {} rejected (transactions v{})",
+                        file.source_file,
+                        file.counts.rows_read,
+                        file.counts.rows_loaded,
+                        file.counts.rows_rejected,
+                        file.transactions_version.unwrap_or_default()
+                    )?;
+                    if file.rows_replaced > 0 {
+                        write!(
+                            f,
+                            "; replaced {} rows of an earlier load of this path",
+                            file.rows_replaced
+                        )?;
+                    }
+                    writeln!(f)?
+                }
             }
         }
         Ok(())

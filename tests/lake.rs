@@ -76,17 +76,13 @@ fn reruns_never_duplicate_rows() {
     assert_eq!(lake.scalar("SELECT count(*) FROM transactions"), loaded);
     assert_eq!(lake.scalar("SELECT count(*) FROM rejects"), rejected);
 
-    // Same name, new content: replaces that file's rows.
-    let fewer = lake.file("fewer");
-    std::fs::create_dir_all(&fewer).unwrap();
+    // Same path, new content: replaces that file's rows (and only counts as a replacement
+    // at the same full path; another folder's `txns.csv` is another file).
     let bytes = std::fs::read(&csv).unwrap();
     let head: Vec<&[u8]> = bytes.split(|b| *b == b'\n').take(101).collect();
-    std::fs::write(
-        fewer.join("txns.csv"),
-        [head.join(&b'\n'), b"\n".to_vec()].concat(),
-    )
-    .unwrap();
-    lake.run(&["load", fewer.join("txns.csv").to_str().unwrap()]);
+    std::fs::write(&csv, [head.join(&b'\n'), b"\n".to_vec()].concat()).unwrap();
+    let out = lake.run(&["load", csv.to_str().unwrap()]);
+    assert!(out.contains("replaced 3000 rows"), "{out}");
     let now = lake.count("transactions") + lake.count("rejects");
     assert_eq!(now, 100);
     // The replaced rows' files stay on disk for time travel: a plain-Parquet reader (listing
@@ -172,18 +168,41 @@ fn a_killed_load_leaves_the_previous_version_intact() {
     let started = Instant::now();
     scratch.run(&["load", big.to_str().unwrap()]);
     let whole = started.elapsed();
-    // ...then SIGKILL the real one half-way through its streaming write.
+    // ...then SIGKILL the real one as soon as its write has reached storage: data files in the
+    // table's folder that no version references yet.
+    let table = lake.path().join("banktxn/parquet");
+    let on_disk = || -> Vec<String> {
+        std::fs::read_dir(&table)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.contains(".parquet"))
+            .collect()
+    };
+    let committed = on_disk();
     let mut child = lake
         .command(&["load", big.to_str().unwrap()])
         .spawn()
         .unwrap();
-    std::thread::sleep(whole / 2);
+    let deadline = Instant::now() + whole;
+    while on_disk().len() == committed.len() {
+        assert!(
+            Instant::now() < deadline,
+            "no data reached storage mid-write"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "the load finished before it could be killed"
     );
     child.kill().unwrap();
     child.wait().unwrap();
+    let orphans: Vec<String> = on_disk()
+        .into_iter()
+        .filter(|n| !committed.contains(n))
+        .collect();
+    assert!(!orphans.is_empty(), "the kill landed mid-write");
     // Readers through the log see exactly the previous version.
     assert_eq!(lake.scalar("SELECT count(*) FROM transactions"), before);
     python(
@@ -201,8 +220,14 @@ fn a_killed_load_leaves_the_previous_version_intact() {
         .unwrap();
     assert_eq!(after, before.parse::<u64>().unwrap() + 600_000);
     // vacuum deletes what the killed run left, so plain-Parquet readers agree too.
+    let dry = lake.run(&["vacuum", "--retention-hours", "0", "--dry-run"]);
+    for orphan in &orphans {
+        assert!(dry.contains(orphan.as_str()), "{orphan} not in {dry}");
+    }
     lake.run(&["vacuum", "--retention-hours", "0"]);
-    let table = lake.path().join("banktxn/parquet");
+    for orphan in &orphans {
+        assert!(!on_disk().contains(orphan), "{orphan} survived vacuum");
+    }
     python(
         "check_delta.py",
         &[table.to_str().unwrap(), &after.to_string(), "--plain-too"],

@@ -1,29 +1,45 @@
 //! `fxpipe load`: raw CSV exports → the typed transactions table, faults → the rejects table.
 //!
-//! Idempotent per file: a file whose content (BLAKE3 hash) was loaded before is skipped; a file
-//! loaded before under the same name with other content replaces its earlier rows. Each table
-//! changes in one commit; the `loads` row is committed last, so a run killed half-way is simply
-//! redone by the next run (its replace-by-source-file writes never duplicate rows).
+//! **Identity.** A file is identified by its full path, made absolute and canonical (symlinks
+//! resolved), recorded as `source_file` on every row: two monthly exports both called
+//! `statement.csv` in different folders are two files. Its content is identified by the BLAKE3
+//! hash of the bytes the parser read, computed in the same single read.
+//!
+//! **Idempotency.** Content already loaded under any path is skipped (the report names that
+//! path); new content at a path replaces that path's rows.
+//!
+//! **Crash repair.** Each table changes in its own commit, so a run can stop between commits.
+//! The invariant that makes a re-run repair it: *a `loads` row for a path exists only while
+//! `transactions` and `rejects` hold exactly that row's content for the path*. A run that is
+//! about to change a path's rows first removes the path's `loads` row (its own commit), then
+//! replaces the rows in `transactions` and `rejects`, then writes the new `loads` row last.
+//! A run that stops anywhere in between leaves no `loads` row for the path, so the next run,
+//! with whatever content, never skips it and replaces the path's rows again.
+//!
+//! **One read, nothing left behind.** Rows and rejects are written as data files while the
+//! file is parsed and hashed; they are committed only after the hash shows the content is new.
+//! Otherwise they are deleted, so a skipped file leaves no trace, even for plain-Parquet readers.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::TimestampMicrosecondArray;
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
 use datafusion::common::DataFusionError;
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::prelude::{col, lit, ParquetReadOptions};
-use futures::StreamExt;
+use datafusion::prelude::{col, lit};
 use tracing::{info, info_span, Instrument};
 
 use super::JobError;
 use crate::engine::Engine;
+use crate::faults;
 use crate::report::{FileLoad, LoadReport};
 use crate::storage::delta::{self, WriteMode};
+use crate::storage::staged::{self, StagedFiles, StagedWriter};
 use crate::storage::{Lake, Table};
-use crate::transactions::csv::{CsvOutcome, TransactionCsv};
+use crate::transactions::csv::{CsvBatch, LoadCounts, TransactionCsv};
 use crate::transactions::{loads_schema, rejects_schema};
 
 /// Loads each file in turn (one set of commits per file).
@@ -39,123 +55,68 @@ pub async fn load(engine: &Engine, lake: &Lake, files: &[PathBuf]) -> Result<Loa
     Ok(report)
 }
 
+/// The identity of a local file: its canonical absolute path.
+fn identity(path: &Path) -> Result<String, JobError> {
+    let absolute = std::fs::canonicalize(path).map_err(|source| JobError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(absolute.to_string_lossy().to_string())
+}
+
+/// What one read of a file produced: staged (uncommitted) files and the content's identity.
+struct Parsed {
+    rows: StagedFiles,
+    rejects: StagedFiles,
+    counts: LoadCounts,
+    hash: String,
+}
+
 async fn load_file(engine: &Engine, lake: &Lake, path: &Path) -> Result<FileLoad, JobError> {
     let started = Instant::now();
-    let source_file = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| path.display().to_string());
-    let hash = content_hash(path).await?;
+    let source_file = identity(path)?;
+    // The header is read before anything is written: a file that is not an export at all
+    // changes nothing in the lake.
+    let (reader, hasher) = open_export(path, &source_file)?;
     let ctx = engine.ctx();
-
-    if engine.register_table(lake, Table::Loads).await? {
-        let earlier = ctx
-            .table(Table::Loads.sql_name())
-            .await?
-            .filter(col("source_hash").eq(lit(hash.clone())))?
-            .select_columns(&["source_file"])?
-            .collect()
-            .await?;
-        if let Some(batch) = earlier.iter().find(|b| b.num_rows() > 0) {
-            let as_name = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .map(|a| a.value(0).to_string())
-                .unwrap_or_default();
-            info!(%source_file, %as_name, "same content already loaded, skipping");
-            return Ok(FileLoad::skipped(source_file, hash, as_name));
-        }
-    }
-
-    // Parse on a blocking thread, stream batches into the Delta write.
-    let reader = TransactionCsv::open(path, &source_file)?;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(2);
-    let parser = tokio::task::spawn_blocking(move || {
-        let mut reader = reader;
-        loop {
-            match reader.next_batch() {
-                Ok(Some(batch)) => {
-                    if sender.blocking_send(Ok(batch)).is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let message = e.to_string();
-                    let _ = sender.blocking_send(Err(DataFusionError::External(message.into())));
-                    return Err(e);
-                }
-            }
-        }
-        reader.finish()
-    });
-    let batches: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
-        crate::transactions::schema(),
-        tokio_stream_from(receiver),
-    ));
-    let plan = engine
-        .frame_from_streams(crate::transactions::schema(), vec![batches])?
-        .into_unoptimized_plan();
-    let same_file = col("source_file").eq(lit(source_file.clone()));
-    let written = delta::write(
+    let transactions = staged::ensure_table(
         lake,
         Table::Transactions,
-        engine.session(),
-        plan,
-        WriteMode::ReplaceWhere(same_file.clone()),
-    )
-    .await;
-    let parsed = parser
-        .await
-        .map_err(|e| JobError::Invalid(format!("CSV parser task failed: {e}")))?;
-    // A parse error is the root cause of a failed write: report it first.
-    let CsvOutcome { counts, rejects } = parsed?;
-    let transactions = written?;
-
-    // Rejects of this file replace its earlier rejects (none now means none left; the table
-    // exists from the first load on, so `SELECT … FROM rejects` always works).
-    let rejects_plan = match &rejects {
-        Some(spill) => ctx
-            .read_parquet(
-                spill.path().to_string_lossy().as_ref(),
-                ParquetReadOptions::default(),
-            )
-            .await?
-            .into_unoptimized_plan(),
-        None => ctx
-            .read_batch(RecordBatch::new_empty(rejects_schema()))?
-            .into_unoptimized_plan(),
-    };
-    delta::write(
-        lake,
-        Table::Rejects,
-        engine.session(),
-        rejects_plan,
-        WriteMode::ReplaceWhere(same_file.clone()),
+        ctx,
+        crate::transactions::schema(),
     )
     .await?;
-    drop(rejects);
+    let rejects = staged::ensure_table(lake, Table::Rejects, ctx, rejects_schema()).await?;
 
-    let loaded_at = chrono::Utc::now().timestamp_micros();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![source_file.clone()])),
-        Arc::new(StringArray::from(vec![hash.clone()])),
-        Arc::new(Int64Array::from(vec![counts.rows_read as i64])),
-        Arc::new(Int64Array::from(vec![counts.rows_loaded as i64])),
-        Arc::new(Int64Array::from(vec![counts.rows_rejected as i64])),
-        Arc::new(TimestampMicrosecondArray::from(vec![loaded_at]).with_timezone("UTC")),
-    ];
-    let row = RecordBatch::try_new(loads_schema(), columns).map_err(DataFusionError::from)?;
-    let plan = ctx.read_batch(row)?.into_unoptimized_plan();
-    delta::write(
-        lake,
-        Table::Loads,
-        engine.session(),
-        plan,
-        WriteMode::ReplaceWhere(same_file),
-    )
-    .await?;
+    let parsed = parse_and_stage(lake, reader, hasher, &transactions, &rejects).await?;
+
+    if let Some(earlier) = loaded_as(engine, lake, &parsed.hash).await? {
+        info!(%source_file, %earlier, "same content already loaded, skipping");
+        let hash = parsed.hash.clone();
+        parsed.rows.discard().await?;
+        parsed.rejects.discard().await?;
+        return Ok(FileLoad::skipped(source_file, hash, earlier));
+    }
+
+    // The path's loads row goes first (see the module docs): from here until the last commit,
+    // the path is "not loaded", so any re-run redoes it.
+    if has_loads_row(engine, lake, &source_file).await? {
+        replace_loads_row(engine, lake, &source_file, None).await?;
+    }
+    faults::after("load:loads-cleared")?;
+    let Parsed {
+        rows,
+        rejects: rejected,
+        counts,
+        hash,
+    } = parsed;
+    let replaced_rows =
+        staged::commit_replacing(ctx, &transactions, rows, "source_file", &source_file).await?;
+    faults::after("load:transactions")?;
+    let replaced_rejects =
+        staged::commit_replacing(ctx, &rejects, rejected, "source_file", &source_file).await?;
+    faults::after("load:rejects")?;
+    replace_loads_row(engine, lake, &source_file, Some((&hash, &counts))).await?;
 
     info!(%source_file, rows_read = counts.rows_read, rows_loaded = counts.rows_loaded,
           rows_rejected = counts.rows_rejected, "loaded");
@@ -163,37 +124,195 @@ async fn load_file(engine: &Engine, lake: &Lake, path: &Path) -> Result<FileLoad
         source_file,
         hash,
         counts,
-        transactions.version().unwrap_or_default() as i64,
+        replaced_rows.rows_removed + replaced_rejects.rows_removed,
+        replaced_rows.version,
         started.elapsed().as_millis() as u64,
     ))
 }
 
-/// BLAKE3 of the file's bytes: the identity that makes re-loads idempotent.
-async fn content_hash(path: &Path) -> Result<String, JobError> {
-    let owned = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let io = |source| JobError::Io {
-            path: owned.clone(),
-            source,
-        };
-        let mut file = std::fs::File::open(&owned).map_err(io)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buffer).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-        }
-        Ok(hasher.finalize().to_hex().to_string())
-    })
-    .await
-    .map_err(|e| JobError::Invalid(format!("hashing task failed: {e}")))?
+type SharedHasher = Arc<Mutex<blake3::Hasher>>;
+
+/// Opens an export through a hashing reader and reads its header.
+fn open_export(path: &Path, source_file: &str) -> Result<(TransactionCsv, SharedHasher), JobError> {
+    let file = std::fs::File::open(path).map_err(|source| JobError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
+    let input = HashingReader {
+        inner: file,
+        hasher: hasher.clone(),
+    };
+    Ok((TransactionCsv::new(input, path, source_file)?, hasher))
 }
 
-fn tokio_stream_from<T: Send + 'static>(
-    mut receiver: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send {
-    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+/// Reads the rest of the file: parses it on a blocking thread, hashing the same bytes, while
+/// this task writes the rows and rejects as data files (not yet committed).
+async fn parse_and_stage(
+    lake: &Lake,
+    mut reader: TransactionCsv,
+    hasher: SharedHasher,
+    transactions: &deltalake::DeltaTable,
+    rejects: &deltalake::DeltaTable,
+) -> Result<Parsed, JobError> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<CsvBatch>(2);
+    let parser = tokio::task::spawn_blocking(move || {
+        while let Some(batch) = reader.next_batch()? {
+            if sender.blocking_send(batch).is_err() {
+                break;
+            }
+        }
+        Ok::<_, crate::transactions::csv::CsvError>(reader.counts().clone())
+    });
+
+    let mut rows_writer = StagedWriter::begin(
+        lake,
+        Table::Transactions,
+        transactions,
+        crate::transactions::schema(),
+    )
+    .await?;
+    let mut rejects_writer =
+        StagedWriter::begin(lake, Table::Rejects, rejects, rejects_schema()).await?;
+    let mut write_error = None;
+    while let Some(batch) = receiver.recv().await {
+        let written = match &batch {
+            CsvBatch::Rows(b) => rows_writer.write(b).await,
+            CsvBatch::Rejects(b) => rejects_writer.write(b).await,
+        };
+        if let Err(e) = written {
+            write_error = Some(e);
+            break;
+        }
+    }
+    drop(receiver);
+    let parsed = parser
+        .await
+        .map_err(|e| JobError::Invalid(format!("CSV parser task failed: {e}")));
+    // A parse error is the root cause of a failed write: report it first.
+    let counts = match (parsed, write_error) {
+        (Ok(Ok(counts)), None) => counts,
+        (Ok(Err(parse)), _) => {
+            rows_writer.abort().await;
+            rejects_writer.abort().await;
+            return Err(parse.into());
+        }
+        (Err(e), _) => {
+            rows_writer.abort().await;
+            rejects_writer.abort().await;
+            return Err(e);
+        }
+        (Ok(Ok(_)), Some(e)) => {
+            rows_writer.abort().await;
+            rejects_writer.abort().await;
+            return Err(e.into());
+        }
+    };
+    let rows = rows_writer.finish().await?;
+    let rejects = rejects_writer.finish().await?;
+    let hash = hasher
+        .lock()
+        .map_err(|_| JobError::Invalid("the content hasher was poisoned".to_string()))?
+        .finalize()
+        .to_hex()
+        .to_string();
+    Ok(Parsed {
+        rows,
+        rejects,
+        counts,
+        hash,
+    })
+}
+
+/// Hashes every byte the parser reads, so the recorded hash is that of the parsed content.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Arc<Mutex<blake3::Hasher>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher
+            .lock()
+            .map_err(|_| std::io::Error::other("the content hasher was poisoned"))?
+            .update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The first value of a one-column result as text (delta-rs reads strings as Utf8View).
+fn first_text(batches: &[RecordBatch]) -> Result<Option<String>, JobError> {
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let text = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+    let text = text.as_string::<i32>();
+    Ok((!text.is_null(0)).then(|| text.value(0).to_string()))
+}
+
+/// The path the same content was loaded under, if any.
+async fn loaded_as(engine: &Engine, lake: &Lake, hash: &str) -> Result<Option<String>, JobError> {
+    if !engine.register_table(lake, Table::Loads).await? {
+        return Ok(None);
+    }
+    let earlier = engine
+        .ctx()
+        .table(Table::Loads.sql_name())
+        .await?
+        .filter(col("source_hash").eq(lit(hash)))?
+        .select_columns(&["source_file"])?
+        .limit(0, Some(1))?
+        .collect()
+        .await?;
+    first_text(&earlier)
+}
+
+async fn has_loads_row(engine: &Engine, lake: &Lake, source_file: &str) -> Result<bool, JobError> {
+    if !engine.register_table(lake, Table::Loads).await? {
+        return Ok(false);
+    }
+    let rows = engine
+        .ctx()
+        .table(Table::Loads.sql_name())
+        .await?
+        .filter(col("source_file").eq(lit(source_file)))?
+        .count()
+        .await?;
+    Ok(rows > 0)
+}
+
+/// Replaces the path's `loads` row in one commit: with the new content's row, or with none.
+async fn replace_loads_row(
+    engine: &Engine,
+    lake: &Lake,
+    source_file: &str,
+    loaded: Option<(&str, &LoadCounts)>,
+) -> Result<(), JobError> {
+    let ctx = engine.ctx();
+    let row = match loaded {
+        Some((hash, counts)) => {
+            let loaded_at = chrono::Utc::now().timestamp_micros();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec![source_file.to_string()])),
+                Arc::new(StringArray::from(vec![hash.to_string()])),
+                Arc::new(Int64Array::from(vec![counts.rows_read as i64])),
+                Arc::new(Int64Array::from(vec![counts.rows_loaded as i64])),
+                Arc::new(Int64Array::from(vec![counts.rows_rejected as i64])),
+                Arc::new(TimestampMicrosecondArray::from(vec![loaded_at]).with_timezone("UTC")),
+            ];
+            RecordBatch::try_new(loads_schema(), columns).map_err(DataFusionError::from)?
+        }
+        None => RecordBatch::new_empty(loads_schema()),
+    };
+    let plan = ctx.read_batch(row)?.into_unoptimized_plan();
+    delta::write(
+        lake,
+        Table::Loads,
+        engine.session(),
+        plan,
+        WriteMode::ReplaceWhere(col("source_file").eq(lit(source_file))),
+    )
+    .await?;
+    Ok(())
 }

@@ -38,4 +38,6 @@ pub enum JobError {
     UnknownReport(String, String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Injected(#[from] crate::faults::InjectedFault),
 }

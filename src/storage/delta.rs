@@ -110,5 +110,70 @@ pub async fn vacuum(
         .with_dry_run(dry_run)
         .await
         .map_err(delta_error(table))?;
-    Ok(metrics.files_deleted)
+    let mut deleted = metrics.files_deleted;
+    deleted.extend(abandoned_uploads(lake, table, retention_hours, dry_run)?);
+    Ok(deleted)
+}
+
+/// Staging files of uploads that never completed (a killed write), older than the retention.
+///
+/// On a local folder object_store writes each data file as `<name>#<n>` and renames it when
+/// the upload completes; a killed writer leaves the staging file behind, and Delta's vacuum
+/// does not list it (it is no data file). On S3 the same thing is an incomplete multipart
+/// upload, which only a bucket lifecycle rule removes.
+fn abandoned_uploads(
+    lake: &Lake,
+    table: Table,
+    retention_hours: u64,
+    dry_run: bool,
+) -> Result<Vec<String>, StorageError> {
+    let Ok(root) = lake.table_url(table).to_file_path() else {
+        return Ok(Vec::new());
+    };
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(std::time::Duration::from_secs(
+            retention_hours.saturating_mul(3600),
+        ))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| StorageError::LocalFolder { path, source }
+    };
+    let mut found = Vec::new();
+    let mut folders = vec![root.clone()];
+    while let Some(folder) = folders.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&folder)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(&folder))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            let kind = entry.file_type().map_err(io(&path))?;
+            if kind.is_dir() {
+                if !name.starts_with('_') {
+                    folders.push(path);
+                }
+                continue;
+            }
+            let staging = name
+                .rsplit_once('#')
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_err(io(&path))?;
+            if !staging || modified > cutoff {
+                continue;
+            }
+            if !dry_run {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+            let relative = path.strip_prefix(&root).unwrap_or(&path);
+            found.push(relative.to_string_lossy().to_string());
+        }
+    }
+    Ok(found)
 }

@@ -4,6 +4,7 @@
 //! of the PySpark original (kept so existing Athena tables keep working) is decided here once.
 
 pub mod delta;
+pub mod staged;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,12 @@ pub enum StorageError {
     Store {
         location: String,
         source: object_store::Error,
+    },
+    #[error("Delta table {table}: a data file holds rows with {column} = {value:?} and other rows, so those rows cannot be replaced by file; was the table rewritten by another tool?")]
+    MixedFiles {
+        table: String,
+        column: String,
+        value: String,
     },
     #[error("Delta table {table}: {source}")]
     Delta {

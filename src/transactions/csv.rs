@@ -3,10 +3,9 @@
 //! Arrow's CSV reader fails a whole batch on one bad row and cannot say which line it was, so
 //! rows are tokenised by csv-core (the tokenizer arrow uses) through the `csv` crate, which gives
 //! each record's line, and appended to Arrow builders a batch at a time. Memory is one batch of
-//! rows plus one batch of rejects, whatever the file size; rejects spill to a Parquet file.
+//! rows plus one batch of rejects, whatever the file size; both go out as Arrow batches.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,8 +15,6 @@ use arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use csv::{ByteRecord, ReaderBuilder};
-use datafusion::parquet;
-use parquet::arrow::ArrowWriter;
 
 use super::{fields, rejects_schema, schema, RejectReason};
 use crate::money::{AMOUNT_SCALE, PRECISION};
@@ -47,11 +44,6 @@ pub enum CsvError {
     },
     #[error("{path}: the file is empty (no header line)")]
     NoHeader { path: PathBuf },
-    #[error("{path}: writing rejects: {source}")]
-    Rejects {
-        path: PathBuf,
-        source: parquet::errors::ParquetError,
-    },
     #[error("{path}: building a batch: {source}")]
     Arrow {
         path: PathBuf,
@@ -212,8 +204,9 @@ impl RowBuilders {
     }
 }
 
-/// Rejected rows, spilled to a temporary Parquet file a batch at a time.
-struct RejectSpill {
+/// Rejected rows, handed out as batches of the rejects table (written like the rows, so
+/// nothing touches a local disk).
+struct RejectBuilders {
     source_file: String,
     rejected_at: i64,
     line: Int64Builder,
@@ -222,10 +215,9 @@ struct RejectSpill {
     detail: StringBuilder,
     raw: StringBuilder,
     rows: usize,
-    file: Option<(tempfile::NamedTempFile, ArrowWriter<File>)>,
 }
 
-impl RejectSpill {
+impl RejectBuilders {
     fn new(source_file: &str) -> Self {
         Self {
             source_file: source_file.to_string(),
@@ -236,32 +228,19 @@ impl RejectSpill {
             detail: StringBuilder::new(),
             raw: StringBuilder::new(),
             rows: 0,
-            file: None,
         }
     }
 
-    fn push(
-        &mut self,
-        line: u64,
-        fault: &Fault,
-        raw: &str,
-    ) -> Result<(), parquet::errors::ParquetError> {
+    fn push(&mut self, line: u64, fault: &Fault, raw: &str) {
         self.line.append_value(line as i64);
         self.field.append_option(fault.field);
         self.reason.append_value(fault.reason.code());
         self.detail.append_value(&fault.detail);
         self.raw.append_value(raw);
         self.rows += 1;
-        if self.rows >= BATCH_ROWS {
-            self.flush()?;
-        }
-        Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), parquet::errors::ParquetError> {
-        if self.rows == 0 {
-            return Ok(());
-        }
+    fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
         let rows = std::mem::take(&mut self.rows);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(arrow::array::StringArray::from_iter_values(
@@ -278,31 +257,7 @@ impl RejectSpill {
                     .finish_with_values(rows, self.rejected_at),
             ),
         ];
-        let batch = RecordBatch::try_new(rejects_schema(), columns)?;
-        if self.file.is_none() {
-            let temp = tempfile::Builder::new()
-                .prefix("fxpipe-rejects-")
-                .suffix(".parquet")
-                .tempfile()?;
-            let writer = ArrowWriter::try_new(temp.reopen()?, rejects_schema(), None)?;
-            self.file = Some((temp, writer));
-        }
-        if let Some((_, writer)) = self.file.as_mut() {
-            writer.write(&batch)?;
-        }
-        Ok(())
-    }
-
-    /// Closes the spill file: `None` when there were no rejects.
-    fn finish(mut self) -> Result<Option<tempfile::NamedTempFile>, parquet::errors::ParquetError> {
-        self.flush()?;
-        match self.file.take() {
-            Some((temp, writer)) => {
-                writer.close()?;
-                Ok(Some(temp))
-            }
-            None => Ok(None),
-        }
+        RecordBatch::try_new(rejects_schema(), columns)
     }
 }
 
@@ -348,9 +303,10 @@ pub struct TransactionCsv {
     columns: Columns,
     record: ByteRecord,
     builders: RowBuilders,
-    rejects: RejectSpill,
+    rejects: RejectBuilders,
     counts: LoadCounts,
     dates: DateMemo,
+    finished: bool,
 }
 
 impl std::fmt::Debug for TransactionCsv {
@@ -361,21 +317,24 @@ impl std::fmt::Debug for TransactionCsv {
     }
 }
 
-/// The end of reading a file: its counts and the spilled rejects (if any).
+/// What [`TransactionCsv::next_batch`] hands out: loaded rows for the transactions table, or
+/// rejected rows for the rejects table.
 #[derive(Debug)]
-pub struct CsvOutcome {
-    pub counts: LoadCounts,
-    pub rejects: Option<tempfile::NamedTempFile>,
+pub enum CsvBatch {
+    Rows(RecordBatch),
+    Rejects(RecordBatch),
 }
 
 impl TransactionCsv {
-    /// Opens a file and reads its header. `source_file` is the name recorded on each row.
-    pub fn open(path: &Path, source_file: &str) -> Result<Self, CsvError> {
-        let file = File::open(path).map_err(|source| CsvError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut buffered = BufReader::with_capacity(1 << 20, file);
+    /// Reads the header of an export from any byte stream (a local file, an object store
+    /// download, a hashing wrapper). `path` names the input in errors; `source_file` is the
+    /// identity recorded on each row.
+    pub fn new(
+        input: impl Read + Send + 'static,
+        path: &Path,
+        source_file: &str,
+    ) -> Result<Self, CsvError> {
+        let mut buffered = BufReader::with_capacity(1 << 20, input);
         let head = buffered.fill_buf().map_err(|source| CsvError::Io {
             path: path.to_path_buf(),
             source,
@@ -408,15 +367,17 @@ impl TransactionCsv {
             columns,
             record: ByteRecord::new(),
             builders: RowBuilders::new(),
-            rejects: RejectSpill::new(source_file),
+            rejects: RejectBuilders::new(source_file),
             counts: LoadCounts::default(),
             dates: DateMemo::default(),
+            finished: false,
         })
     }
 
-    /// The next batch of loaded rows; `None` at the end of the file.
-    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, CsvError> {
-        loop {
+    /// The next batch of loaded or rejected rows; `None` once the whole input was read (so a
+    /// caller that sees `None` has consumed every byte of it).
+    pub fn next_batch(&mut self) -> Result<Option<CsvBatch>, CsvError> {
+        while !self.finished {
             let line = self.reader.position().line();
             let more = match self.reader.read_byte_record(&mut self.record) {
                 Ok(more) => more,
@@ -430,6 +391,7 @@ impl TransactionCsv {
                 }
             };
             if !more {
+                self.finished = true;
                 break;
             }
             let line = self.record.position().map(|p| p.line()).unwrap_or(line);
@@ -444,44 +406,48 @@ impl TransactionCsv {
                         .entry(fault.reason)
                         .or_default() += 1;
                     let raw = raw_line(&self.record);
-                    self.rejects
-                        .push(line, &fault, &raw)
-                        .map_err(|source| CsvError::Rejects {
-                            path: self.path.clone(),
-                            source,
-                        })?;
+                    self.rejects.push(line, &fault, &raw);
                 }
             }
             if self.builders.rows >= BATCH_ROWS {
-                return self.finish_batch().map(Some);
+                return self.finish_rows().map(Some);
+            }
+            if self.rejects.rows >= BATCH_ROWS {
+                return self.finish_rejects().map(Some);
             }
         }
         if self.builders.rows > 0 {
-            return self.finish_batch().map(Some);
+            return self.finish_rows().map(Some);
+        }
+        if self.rejects.rows > 0 {
+            return self.finish_rejects().map(Some);
         }
         Ok(None)
     }
 
-    fn finish_batch(&mut self) -> Result<RecordBatch, CsvError> {
+    fn finish_rows(&mut self) -> Result<CsvBatch, CsvError> {
         self.builders
             .finish(&self.source_file)
+            .map(CsvBatch::Rows)
             .map_err(|source| CsvError::Arrow {
                 path: self.path.clone(),
                 source,
             })
     }
 
-    /// Ends the file: counts, and the rejects spilled so far.
-    pub fn finish(self) -> Result<CsvOutcome, CsvError> {
-        let path = self.path;
-        let rejects = self
-            .rejects
+    fn finish_rejects(&mut self) -> Result<CsvBatch, CsvError> {
+        self.rejects
             .finish()
-            .map_err(|source| CsvError::Rejects { path, source })?;
-        Ok(CsvOutcome {
-            counts: self.counts,
-            rejects,
-        })
+            .map(CsvBatch::Rejects)
+            .map_err(|source| CsvError::Arrow {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The counts of the rows read so far (all of them once `next_batch` returned `None`).
+    pub fn counts(&self) -> &LoadCounts {
+        &self.counts
     }
 
     /// Validates the current record and appends it to the builders, or says why not. Nothing

@@ -1,0 +1,314 @@
+//! Two-phase writes: data files first, then one commit that makes them visible.
+//!
+//! delta-rs's write builder writes and commits in one call, so a job cannot look at what it
+//! wrote before deciding to commit, nor clean up after deciding not to. Here the files are
+//! written by [`StagedWriter`] (delta-rs's `DeltaWriter`: Hive folders, Parquet, statistics) and
+//! stay invisible to every Delta reader until [`commit_replacing`] adds them, together with the
+//! removal of the rows they replace, in a single commit. A job that decides not to commit
+//! (the same content was already loaded) deletes its files with [`StagedFiles::discard`], so
+//! nothing is left for plain-Parquet readers either. This is also the shape distributed writes
+//! take: workers stage files, one coordinator commits.
+
+use std::collections::HashSet;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::functions_aggregate::count::count_all;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::prelude::{col, lit, SessionContext};
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::kernel::{Action, Add};
+use deltalake::logstore::ObjectStoreRef;
+use deltalake::operations::get_num_idx_cols_and_stats_columns;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::ObjectStoreExt;
+use percent_encoding::percent_decode_str;
+
+use super::{delta, Lake, StorageError, Table};
+
+/// Data files roll over at this size (Delta's usual target).
+const TARGET_FILE_BYTES: u64 = 128 << 20;
+
+/// Rows per Parquet row group. The writer holds a row group in memory until it is complete,
+/// so this bounds the memory of a write (the Parquet default of 1Mi rows is ~8x more), and
+/// lets a long write reach storage as it goes instead of at the end.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// The column delta-rs's scan fills with each row's data file (to find the files to remove).
+const FILE_COLUMN: &str = "__fxpipe_data_file";
+
+fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
+    move |source| StorageError::Delta {
+        table: table.sql_name().to_string(),
+        source,
+    }
+}
+
+/// Writes data files of one table without committing them.
+pub struct StagedWriter {
+    table: Table,
+    store: ObjectStoreRef,
+    writer: DeltaWriter,
+    rows: u64,
+}
+
+impl std::fmt::Debug for StagedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedWriter")
+            .field("table", &self.table)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// Files written by a [`StagedWriter`], not yet part of any table version.
+#[derive(Debug)]
+pub struct StagedFiles {
+    table: Table,
+    store: ObjectStoreRef,
+    adds: Vec<Add>,
+    /// Rows in the files.
+    pub rows: u64,
+}
+
+impl StagedWriter {
+    /// Starts writing files for `table` (which must exist: see [`ensure_table`]).
+    pub async fn begin(
+        lake: &Lake,
+        table: Table,
+        opened: &DeltaTable,
+        schema: SchemaRef,
+    ) -> Result<Self, StorageError> {
+        let state = opened.snapshot().map_err(delta_error(table))?;
+        let (indexed, stats_columns) =
+            get_num_idx_cols_and_stats_columns(Some(state.table_config()), Default::default());
+        let config = WriterConfig::new(
+            schema,
+            table
+                .partition_columns()
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            Some(
+                WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                    .set_created_by(format!("fxpipe {}", env!("CARGO_PKG_VERSION")))
+                    .build(),
+            ),
+            NonZeroU64::new(TARGET_FILE_BYTES),
+            None,
+            indexed,
+            stats_columns,
+        );
+        let store = table_store(lake, table)?;
+        Ok(Self {
+            table,
+            writer: DeltaWriter::new(store.clone(), config),
+            store,
+            rows: 0,
+        })
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), StorageError> {
+        self.rows += batch.num_rows() as u64;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(delta_error(self.table))
+    }
+
+    /// Flushes every file; they exist in storage but no version references them yet.
+    pub async fn finish(self) -> Result<StagedFiles, StorageError> {
+        let adds = self.writer.close().await.map_err(delta_error(self.table))?;
+        Ok(StagedFiles {
+            table: self.table,
+            store: self.store,
+            adds,
+            rows: self.rows,
+        })
+    }
+
+    /// Gives up: in-progress uploads are aborted (finished files stay until `vacuum`).
+    pub async fn abort(self) {
+        let _ = self.writer.abort().await;
+    }
+}
+
+impl StagedFiles {
+    /// Deletes the files: the write never happened, for every kind of reader.
+    pub async fn discard(self) -> Result<(), StorageError> {
+        for add in &self.adds {
+            let decoded = percent_decode_str(&add.path).decode_utf8_lossy();
+            let location = StorePath::from(decoded.as_ref());
+            match self.store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(StorageError::Store {
+                        location: format!("{}/{}", self.table.path(), add.path),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object store rooted at the table's folder, as `DeltaWriter` wants it.
+fn table_store(lake: &Lake, table: Table) -> Result<ObjectStoreRef, StorageError> {
+    let url = lake.prepare_table(table)?;
+    let storage = DeltaTableBuilder::from_url(url)
+        .and_then(|b| b.build_storage())
+        .map_err(delta_error(table))?;
+    Ok(storage.object_store(None))
+}
+
+/// Opens `table`, creating it (an empty first version with the schema) if it does not exist.
+pub async fn ensure_table(
+    lake: &Lake,
+    table: Table,
+    ctx: &SessionContext,
+    schema: SchemaRef,
+) -> Result<DeltaTable, StorageError> {
+    if let Some(opened) = delta::open(lake, table).await? {
+        return Ok(opened);
+    }
+    let empty = ctx
+        .read_batch(RecordBatch::new_empty(schema))
+        .map_err(|e| delta_error(table)(DeltaTableError::from(e)))?
+        .into_unoptimized_plan();
+    delta::write(
+        lake,
+        table,
+        Arc::new(ctx.state()),
+        empty,
+        delta::WriteMode::Append,
+    )
+    .await
+}
+
+/// What a replacing commit did.
+#[derive(Debug, Clone, Copy)]
+pub struct Replaced {
+    /// The table's new version.
+    pub version: i64,
+    /// Rows the commit removed (those where `column = value` before it).
+    pub rows_removed: u64,
+}
+
+/// Commits `staged` to `opened` in one version that also removes every row where
+/// `column = value` (Delta's replaceWhere). The rows are removed by removing their data files,
+/// so each such file must hold only matching rows (true for files fxpipe writes per source);
+/// a file that mixes values is refused rather than silently rewritten.
+pub async fn commit_replacing(
+    ctx: &SessionContext,
+    opened: &DeltaTable,
+    staged: StagedFiles,
+    column: &str,
+    value: &str,
+) -> Result<Replaced, StorageError> {
+    let table = staged.table;
+    let to_error = delta_error(table);
+    let df_error = |e: datafusion::error::DataFusionError| to_error(DeltaTableError::from(e));
+    let provider = opened
+        .table_provider()
+        .with_file_column(FILE_COLUMN)
+        .await
+        .map_err(df_error)?;
+    let scan = ctx.read_table(provider).map_err(df_error)?;
+    let matching = scan
+        .clone()
+        .filter(col(column).eq(lit(value)))
+        .and_then(|f| f.aggregate(vec![col(FILE_COLUMN)], vec![count_all()]))
+        .map_err(df_error)?
+        .collect()
+        .await
+        .map_err(df_error)?;
+    // Data files as the scan names them, and as the log does (decoded, relative).
+    let mut scanned = Vec::new();
+    let mut files = HashSet::new();
+    let mut rows_removed = 0u64;
+    for batch in &matching {
+        let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)
+            .map_err(|e| df_error(e.into()))?;
+        let counts = batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        for (name, count) in names.as_string::<i32>().iter().zip(counts.iter()) {
+            if let Some(name) = name {
+                scanned.push(name.to_string());
+                files.insert(percent_decode_str(name).decode_utf8_lossy().to_string());
+            }
+            rows_removed += count.unwrap_or(0) as u64;
+        }
+    }
+    if !scanned.is_empty() {
+        let listed: Vec<_> = scanned.iter().map(|f| lit(f.clone())).collect();
+        let mixed = scan
+            .filter(
+                arrow_cast_utf8(col(FILE_COLUMN))
+                    .in_list(listed, false)
+                    .and(col(column).not_eq(lit(value))),
+            )
+            .map_err(df_error)?
+            .count()
+            .await
+            .map_err(df_error)?;
+        if mixed > 0 {
+            return Err(StorageError::MixedFiles {
+                table: table.sql_name().to_string(),
+                column: column.to_string(),
+                value: value.to_string(),
+            });
+        }
+    }
+    let mut actions: Vec<Action> = staged.adds.into_iter().map(Action::Add).collect();
+    let mut views = opened.get_active_add_actions_by_partitions(&[]);
+    let mut found = 0;
+    while let Some(view) = views.try_next().await.map_err(&to_error)? {
+        let path = percent_decode_str(&view.path())
+            .decode_utf8_lossy()
+            .to_string();
+        if files.contains(&path) || files.iter().any(|f| f.ends_with(&format!("/{path}"))) {
+            actions.push(Action::Remove(view.remove_action(true)));
+            found += 1;
+        }
+    }
+    if found != files.len() {
+        return Err(to_error(DeltaTableError::Generic(format!(
+            "{} data files hold rows with {column} = {value:?} but {found} were found in the log",
+            files.len()
+        ))));
+    }
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: None,
+        predicate: Some(format!("{column} = '{}'", value.replace('\'', "''"))),
+    };
+    let state = opened.snapshot().map_err(&to_error)?;
+    let committed = CommitBuilder::from(CommitProperties::default())
+        .with_actions(actions)
+        .build(
+            Some(state as &dyn TableReference),
+            opened.log_store(),
+            operation,
+        )
+        .await
+        .map_err(&to_error)?;
+    Ok(Replaced {
+        version: committed.version() as i64,
+        rows_removed,
+    })
+}
+
+fn arrow_cast_utf8(expr: datafusion::prelude::Expr) -> datafusion::prelude::Expr {
+    datafusion::logical_expr::cast(expr, DataType::Utf8)
+}
