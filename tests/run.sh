@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command: installs the Python readers the tests check the lake with, then runs
 # every Rust test (unit and integration; the integration tests run the debug binary).
+# It builds where `cargo run` builds (cargo's default ./target, or CARGO_TARGET_DIR when set), so
+# the README's `cargo run -- quickstart` followed by this script compiles fxpipe once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fxpipe-target}"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,7 +1,17 @@
 //! Command line: parse, run one job, print its report, save it beside the lake.
 
-mod print;
+/// `println!` that returns the write's error instead of panicking on a closed stdout.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(print::stdout(), $($arg)*)
+    };
+}
 
+mod errors;
+mod print;
+mod readonly;
+
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +25,7 @@ use fxpipe::jobs::normalize::{NormalizeOptions, YearMonth};
 use fxpipe::jobs::{analytics, load, normalize};
 use fxpipe::report;
 use fxpipe::storage::{delta, Lake, Table};
-use print::Format;
+use print::{Format, MaxRows};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -162,6 +172,8 @@ struct SqlArgs {
     file: Option<PathBuf>,
     #[arg(long, value_enum, env = "FXPIPE_FORMAT", default_value = "table")]
     format: Format,
+    #[command(flatten)]
+    max_rows: MaxRowsArg,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +182,16 @@ struct ReportArgs {
     name: String,
     #[arg(long, value_enum, env = "FXPIPE_FORMAT", default_value = "table")]
     format: Format,
+    #[command(flatten)]
+    max_rows: MaxRowsArg,
+}
+
+#[derive(Debug, Args)]
+struct MaxRowsArg {
+    /// Rows `--format table` shows (the rest are counted, not held); 0 or inf shows all.
+    /// csv and json print every row.
+    #[arg(long = "max-rows", value_name = "N", env = "FXPIPE_MAX_ROWS", default_value = MaxRows::DEFAULT, value_parser = print::max_rows)]
+    value: MaxRows,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +212,12 @@ struct QuickstartArgs {
     /// Folder for the generated inputs (CSV and rates files).
     #[arg(long, env = "FXPIPE_QUICKSTART_INPUTS", default_value = "./sample")]
     inputs: PathBuf,
+}
+
+/// Whether planning failed on a table name the session does not know.
+fn is_unknown_table(error: &datafusion::error::DataFusionError) -> bool {
+    let text = error.to_string();
+    text.contains("table '") && text.contains("' not found")
 }
 
 fn currency_code(text: &str) -> Result<String, String> {
@@ -217,8 +245,11 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`fxpipe … | head`): stop quietly, as Unix tools
+        // killed by SIGPIPE do, and say so with their status, 128 + 13.
+        Err(_) if print::stdout_closed() => ExitCode::from(141),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", errors::render(&e));
             ExitCode::FAILURE
         }
     }
@@ -281,7 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(args) => run_sql(&engine, &lake, args).await,
         Command::Report(args) => {
             let frame = analytics::report(&engine, &lake, &args.name).await?;
-            print::print(frame, args.format).await?;
+            print::print(frame, args.format, args.max_rows.value).await?;
             Ok(())
         }
         Command::Vacuum(args) => {
@@ -292,10 +323,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     "deleted"
                 };
-                println!("{}: {verb} {} files", table.sql_name(), files.len());
+                outln!("{}: {verb} {} files", table.sql_name(), files.len())?;
                 if args.dry_run {
                     for file in &files {
-                        println!("  {file}");
+                        outln!("  {file}")?;
                     }
                 }
             }
@@ -317,14 +348,14 @@ fn run_gen(command: &GenCommand) -> anyhow::Result<()> {
                 dirty: a.dirty,
             };
             let rows = gen::transactions::generate(&a.out, &spec)?;
-            println!("wrote {rows} transactions to {}", a.out.display());
+            outln!("wrote {rows} transactions to {}", a.out.display())?;
         }
         GenCommand::Rates(a) => {
             let files = gen::rates::generate(&a.out, a.from, a.to, a.seed)?;
-            println!(
+            outln!(
                 "wrote {files} daily rate files to {}",
                 a.out.join("historical").display()
-            );
+            )?;
         }
     }
     Ok(())
@@ -339,15 +370,18 @@ async fn run_ingest(
     base: &str,
 ) -> anyhow::Result<()> {
     let report = ingest::ingest(engine, lake, source, from, to, base).await?;
-    print!("{report}");
-    println!("  report: {}", report::save(lake, "ingest", &report).await?);
+    // Saved before printing: a closed stdout must not lose the job's record.
+    let saved = report::save(lake, "ingest", &report).await?;
+    write!(print::stdout(), "{report}")?;
+    outln!("  report: {saved}")?;
     Ok(())
 }
 
 async fn run_load(engine: &Engine, lake: &Lake, files: &[PathBuf]) -> anyhow::Result<()> {
     let report = load::load(engine, lake, files).await?;
-    print!("{report}");
-    println!("  report: {}", report::save(lake, "load", &report).await?);
+    let saved = report::save(lake, "load", &report).await?;
+    write!(print::stdout(), "{report}")?;
+    outln!("  report: {saved}")?;
     Ok(())
 }
 
@@ -357,12 +391,10 @@ async fn run_normalize(
     options: &NormalizeOptions,
 ) -> anyhow::Result<()> {
     let report = normalize::normalize(engine, lake, options).await?;
-    print!("{report}");
-    println!("  output: {}", lake.table_url(Table::Processed));
-    println!(
-        "  report: {}",
-        report::save(lake, "normalize", &report).await?
-    );
+    let saved = report::save(lake, "normalize", &report).await?;
+    write!(print::stdout(), "{report}")?;
+    outln!("  output: {}", lake.table_url(Table::Processed))?;
+    outln!("  report: {saved}")?;
     Ok(())
 }
 
@@ -374,22 +406,31 @@ async fn run_sql(engine: &Engine, lake: &Lake, args: SqlArgs) -> anyhow::Result<
         (None, None) => anyhow::bail!("give a query or -f FILE"),
     };
     let registered = engine.register_lake(lake).await?;
+    // SHOW TABLES, SHOW COLUMNS and information_schema queries need it; it is read-only.
+    engine
+        .ctx()
+        .sql("SET datafusion.catalog.information_schema = true")
+        .await?;
     let statements = datafusion::sql::parser::DFParser::parse_sql(&text)?;
     for statement in statements {
         let state = engine.ctx().state();
-        let plan = state.statement_to_plan(statement).await.with_context(|| {
-            format!(
-                "planning the query (tables in {}: {})",
-                lake.display(),
-                if registered.is_empty() {
-                    "none yet".to_string()
+        let plan = match state.statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            Err(e) if is_unknown_table(&e) => {
+                let tables = if registered.is_empty() {
+                    "none yet (`fxpipe quickstart`, `fxpipe load` or `fxpipe ingest` make some)"
+                        .to_string()
                 } else {
                     registered.join(", ")
-                }
-            )
-        })?;
+                };
+                let hint = errors::Hint(format!("tables in {}: {tables}", lake.display()));
+                return Err(anyhow::Error::new(e).context(hint));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        readonly::check(&plan)?;
         let frame = engine.ctx().execute_logical_plan(plan).await?;
-        print::print(frame, args.format).await?;
+        print::print(frame, args.format, args.max_rows.value).await?;
     }
     Ok(())
 }
@@ -404,12 +445,12 @@ async fn quickstart(
     let to = NaiveDate::from_ymd_opt(2018, 12, 31).context("date")?;
     let rates_dir = args.inputs.join("rates");
     let csv = args.inputs.join("transactions.csv");
-    println!("== 1. sample data in {}", args.inputs.display());
+    outln!("== 1. sample data in {}", args.inputs.display())?;
     let files = gen::rates::generate(&rates_dir, from, to, 7)?;
-    println!(
+    outln!(
         "wrote {files} daily rate files to {}",
         rates_dir.join("historical").display()
-    );
+    )?;
     let spec = gen::transactions::TransactionSpec {
         rows: args.rows,
         seed: 42,
@@ -419,23 +460,23 @@ async fn quickstart(
         dirty: 0.01,
     };
     gen::transactions::generate(&csv, &spec)?;
-    println!(
+    outln!(
         "wrote {} transactions (1% malformed on purpose) to {}",
         args.rows,
         csv.display()
-    );
+    )?;
 
-    println!("\n== 2. ingest rates into {}", lake.table_url(Table::Rates));
+    outln!("\n== 2. ingest rates into {}", lake.table_url(Table::Rates))?;
     let source = ingest::source::open(&format!("file://{}", rates_dir.display()))?;
     run_ingest(engine, lake, source.as_ref(), from, to, base).await?;
 
-    println!(
+    outln!(
         "\n== 3. load transactions into {}",
         lake.table_url(Table::Transactions)
-    );
+    )?;
     run_load(engine, lake, &[csv]).await?;
 
-    println!("\n== 4. normalize to {base}");
+    outln!("\n== 4. normalize to {base}")?;
     let options = NormalizeOptions {
         base_currency: base.to_string(),
         ..Default::default()
@@ -443,13 +484,13 @@ async fn quickstart(
     run_normalize(engine, lake, &options).await?;
 
     for (name, _) in analytics::REPORTS {
-        println!("\n== report {name}");
+        outln!("\n== fxpipe report {name}")?;
         let frame = analytics::report(engine, lake, name).await?;
-        print::print(frame, Format::Table).await?;
+        print::print(frame, Format::Table, MaxRows::DEFAULT_VALUE).await?;
     }
-    println!(
+    outln!(
         "\nDone. Query the lake with: fxpipe --lake {} sql \"SELECT * FROM processed LIMIT 10\"",
         lake.display()
-    );
+    )?;
     Ok(())
 }
