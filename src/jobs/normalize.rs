@@ -263,8 +263,8 @@ async fn processed_bases(engine: &Engine, lake: &Lake) -> Result<Option<Vec<Stri
     Ok(Some(bases))
 }
 
-/// A month rewrite must be in the table's base currency: two bases in one table would be summed
-/// together by every report.
+/// A month rewrite must be in the table's base currency: the months it leaves alone stay in
+/// theirs, and one table in two bases is a table no total can be taken over.
 async fn check_same_base(
     engine: &Engine,
     lake: &Lake,
