@@ -1,40 +1,48 @@
 -- Transactions converted to the base currency, exactly, with the rate date used.
 --
--- Registered by the job: transactions, rates (Delta tables), job_params(base_currency,
--- max_rate_age) and rate_lookback(days_back = 0..max_rate_age).
+-- Registered by the job: transactions, rates (Delta tables). Parameters, bound by the planner:
+-- $1 the base currency (ISO code), $2 max_rate_age (days, 0 to 366).
 --
 -- amount_in_base = amount × rate_usd[base] / rate_usd[currency], evaluated by fx_convert on
 -- exact integers and rounded half away from zero to the cent. The rate used is the one of the
--- value date, else the latest earlier one not older than max_rate_age days; with none, the
--- amount stays NULL (and the job counts it per currency).
+-- value date, else the latest earlier one not older than max_rate_age days, never a later one;
+-- with none, the amount stays NULL (and the job counts it per currency).
 WITH base_rates AS (
     -- The base currency's rate per day (filtered first: pairing every currency with every
     -- other one of the same day would be ~170² rows a day).
-    SELECT b.run_date, b.rates_base_usd AS base_per_usd
-    FROM rates b
-    JOIN job_params p ON b.target_currency = p.base_currency
+    SELECT run_date, rates_base_usd AS base_per_usd
+    FROM rates
+    WHERE target_currency = CAST($1 AS VARCHAR)
 ),
 rate_pairs AS (
-    -- Both rates of a cross rate come from the same day.
+    -- Both rates of a cross rate come from the same day: only days that have the base's rate.
     SELECT r.run_date,
            r.target_currency AS currency,
            r.rates_base_usd AS currency_per_usd,
-           base.base_per_usd
+           base.base_per_usd,
+           lead(r.run_date) OVER (PARTITION BY r.target_currency ORDER BY r.run_date) AS next_run_date
     FROM rates r
     JOIN base_rates base ON base.run_date = r.run_date
 ),
 rate_calendar AS (
-    -- For each currency and day: the latest rate date within the allowed age, and its rates.
-    SELECT latest.currency, latest.day, latest.rate_date,
-           pr.currency_per_usd, pr.base_per_usd
+    -- Each pair is the rate of the days [run_date, min(next pair's day - 1, run_date + age)]:
+    -- one row per currency and covered day, so transactions join on equality. Daily rates give
+    -- one day per pair whatever the age; the age only adds days after a pair with a gap behind it.
+    SELECT currency,
+           CAST(CAST(day_number AS INT) AS DATE) AS day,
+           run_date AS rate_date,
+           currency_per_usd,
+           base_per_usd
     FROM (
-        SELECT currency,
-               CAST(CAST(run_date AS INT) + days_back AS DATE) AS day,
-               max(run_date) AS rate_date
-        FROM rate_pairs CROSS JOIN rate_lookback
-        GROUP BY currency, CAST(CAST(run_date AS INT) + days_back AS DATE)
-    ) latest
-    JOIN rate_pairs pr ON pr.currency = latest.currency AND pr.run_date = latest.rate_date
+        SELECT currency, run_date, currency_per_usd, base_per_usd,
+               unnest(generate_series(
+                   CAST(CAST(run_date AS INT) AS BIGINT),
+                   -- least() skips the NULL of a currency's last pair.
+                   least(CAST(CAST(next_run_date AS INT) AS BIGINT) - 1,
+                         CAST(CAST(run_date AS INT) AS BIGINT) + CAST($2 AS BIGINT))
+               )) AS day_number
+        FROM rate_pairs
+    ) valid_days
 )
 SELECT t.account_no,
        t.date,
@@ -46,28 +54,31 @@ SELECT t.account_no,
        t.deposit_amt,
        t.deposit_currency,
        t.balance_amt,
-       CASE WHEN t.withdrawal_currency = p.base_currency
+       CASE WHEN t.withdrawal_currency = CAST($1 AS VARCHAR)
             THEN CAST(t.withdrawal_amt AS DECIMAL(38, 2))
-            ELSE fx_convert(t.withdrawal_amt, w.base_per_usd, w.currency_per_usd)
+            ELSE fx_convert(t.withdrawal_amt, w.base_per_usd, w.currency_per_usd,
+                            t.source_file, t.source_line)
        END AS withdrawal_sgd_amt,
-       CASE WHEN t.deposit_currency = p.base_currency
+       CASE WHEN t.deposit_currency = CAST($1 AS VARCHAR)
             THEN CAST(t.deposit_amt AS DECIMAL(38, 2))
-            ELSE fx_convert(t.deposit_amt, d.base_per_usd, d.currency_per_usd)
+            ELSE fx_convert(t.deposit_amt, d.base_per_usd, d.currency_per_usd,
+                            t.source_file, t.source_line)
        END AS deposit_sgd_amt,
        CASE WHEN t.withdrawal_amt IS NULL THEN NULL
-            WHEN t.withdrawal_currency = p.base_currency THEN t.value_date
+            WHEN t.withdrawal_currency = CAST($1 AS VARCHAR) THEN t.value_date
             ELSE w.rate_date
        END AS withdrawal_rate_date,
        CASE WHEN t.deposit_amt IS NULL THEN NULL
-            WHEN t.deposit_currency = p.base_currency THEN t.value_date
+            WHEN t.deposit_currency = CAST($1 AS VARCHAR) THEN t.value_date
             ELSE d.rate_date
        END AS deposit_rate_date,
+       -- Recorded per row so every reader (Athena, Spark) sees which currency the amounts are in.
+       CAST($1 AS VARCHAR) AS base_currency,
        t.source_file,
        t.source_line,
        CAST(date_part('year', t.date) AS INT) AS year,
        CAST(date_part('month', t.date) AS INT) AS month
 FROM transactions t
-CROSS JOIN job_params p
 LEFT JOIN rate_calendar w
        ON w.currency = t.withdrawal_currency AND w.day = t.value_date
 LEFT JOIN rate_calendar d

@@ -160,16 +160,22 @@ fn analytics_reports_run_on_the_golden_set() {
     let lake = golden_lake();
     let out = lake.run(&["report", "creditworthiness", "--format", "csv"]);
     // 409000493210: deposits 41192.11 + 2.15, withdrawals 5.37 → High
-    assert!(out.contains("409000493210,5.37,41194.26,"), "{out}");
+    assert!(out.contains("SGD,409000493210,5.37,41194.26,"), "{out}");
     assert!(out.contains("High Creditworthiness"), "{out}");
     let by_currency = lake.run(&["report", "deposits-by-currency", "--format", "csv"]);
     assert!(
-        by_currency.contains("BTC,1,0.5000,41192.11,0"),
+        by_currency.contains("SGD,BTC,1,0.5000,41192.11,0"),
         "{by_currency}"
     );
+    // Every report says which currency its amounts are in, first.
     for name in ["account-summary", "currency-exposure", "monthly-flows"] {
-        lake.run(&["report", name]);
+        let out = lake.run(&["report", name, "--format", "csv"]);
+        let mut lines = out.lines();
+        assert!(lines.next().unwrap().starts_with("base_currency,"), "{out}");
+        assert!(lines.all(|l| l.starts_with("SGD,")), "{out}");
     }
+    let table = lake.run(&["report", "monthly-flows"]);
+    assert!(table.contains("base_currency"), "{table}");
 }
 
 #[test]
@@ -202,10 +208,209 @@ fn any_base_currency_with_its_own_column_names() {
     assert_eq!(find("USD wire")[1..], ["876000.00", "", "2017-06-29"]);
     // Reports read the renamed columns.
     let out = lake.run(&["report", "account-summary", "--format", "csv"]);
-    assert!(out.contains("409000493210,4,3.48,"), "{out}");
+    assert!(out.contains("EUR,409000493210,4,3.48,"), "{out}");
     assert_eq!(
         lake.scalar("SELECT count(*) FROM rates_errors WHERE message = 'base_currency_missing'"),
         "0",
         "ingest ran with base SGD"
     );
+}
+
+/// A lake with the golden rates and one CSV of the test's own.
+fn lake_with(name: &str, csv: &str) -> Lake {
+    let lake = Lake::new();
+    let rates = format!("file://{}", golden_dir().join("rates").display());
+    lake.run(&[
+        "ingest",
+        "--source",
+        &rates,
+        "--from",
+        "2017-06-29",
+        "--to",
+        "2017-07-01",
+    ]);
+    let file = lake.file(name);
+    std::fs::write(&file, csv).unwrap();
+    lake.run(&["load", file.to_str().unwrap()]);
+    lake
+}
+
+const HEADER: &str = "account_no,date,transaction_details,chq_no,value_date,withdrawal_amt,withdrawal_currency,deposit_amt,deposit_currency,balance_amt\n";
+
+#[test]
+fn creditworthiness_bands_are_exact_to_the_cent() {
+    // (account, withdrawals, deposits, band): exactly 1.5× and 1.0× with cents, one cent either
+    // side, deposits only, and no activity.
+    let accounts = [
+        ("1001", "3.30", "4.95", "Moderate Creditworthiness"),
+        ("1002", "3.30", "4.96", "High Creditworthiness"),
+        ("1003", "3.30", "4.94", "Moderate Creditworthiness"),
+        ("1004", "7.77", "7.77", "Moderate Creditworthiness"),
+        ("1005", "7.77", "7.78", "Moderate Creditworthiness"),
+        ("1006", "7.77", "7.76", "Low Creditworthiness"),
+        ("1007", "0.00", "0.01", "High Creditworthiness"),
+        ("1008", "0.00", "0.00", "No Activity"),
+    ];
+    let mut csv = HEADER.to_string();
+    for (account, withdrawn, deposited, _) in accounts {
+        csv += &format!("{account},29-Jun-17,out,,29-Jun-17,{withdrawn},SGD,,,\n");
+        csv += &format!("{account},29-Jun-17,in,,29-Jun-17,,,{deposited},SGD,\n");
+    }
+    let lake = lake_with("bands.csv", &csv);
+    lake.run(&["normalize"]);
+    let out = lake.run(&["report", "creditworthiness", "--format", "csv"]);
+    let rows: Vec<Vec<String>> = csv::Reader::from_reader(out.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), accounts.len(), "{out}");
+    for (row, (account, withdrawn, deposited, band)) in rows.iter().zip(accounts) {
+        assert_eq!(row[..4], ["SGD", account, withdrawn, deposited], "{out}");
+        assert_eq!(row[5], band, "account {account}: {out}");
+    }
+    // The ratio is an exact decimal too: 4.95 / 3.30 = 1.5, 7.76 / 7.77 = 0.99871… → 0.9987.
+    assert_eq!(rows[0][4], "1.5000", "{out}");
+    assert_eq!(rows[5][4], "0.9987", "{out}");
+    assert_eq!(rows[6][4], "", "deposits only: unbounded ratio");
+}
+
+#[test]
+fn ad_hoc_sql_literals_are_exact_decimals() {
+    let lake = golden_lake();
+    let row = &lake.query(
+        "SELECT arrow_typeof(1.5), 0.1 + 0.2 = 0.3, CAST(3.30 AS DECIMAL(38, 2)) * 1.5, \
+         fx_convert(100, 1.35, 63)",
+    )[0];
+    assert_eq!(row, &["Decimal128(2, 1)", "true", "4.950", "2.14"]);
+}
+
+#[test]
+fn a_month_rewrite_in_another_base_currency_is_refused() {
+    let lake = golden_lake();
+    assert_eq!(
+        lake.scalar("SELECT string_agg(DISTINCT base_currency, ',') FROM processed"),
+        "SGD"
+    );
+    let commits = lake.commits("banktxn/processed");
+    let before = lake.query("SELECT * FROM processed ORDER BY source_line");
+    let output = lake.try_run(&[
+        "--base-currency",
+        "EUR",
+        "normalize",
+        "--from",
+        "2017-06",
+        "--to",
+        "2017-06",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the processed table is in SGD, not EUR"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fxpipe --base-currency EUR normalize` (without --from/--to)"),
+        "{stderr}"
+    );
+    assert_eq!(lake.commits("banktxn/processed"), commits);
+    assert_eq!(
+        lake.query("SELECT * FROM processed ORDER BY source_line"),
+        before
+    );
+    // The whole table converts; then month rewrites in EUR are fine.
+    lake.run(&["--base-currency", "EUR", "normalize"]);
+    lake.run(&[
+        "--base-currency",
+        "EUR",
+        "normalize",
+        "--from",
+        "2017-06",
+        "--to",
+        "2017-06",
+    ]);
+    assert_eq!(
+        lake.scalar("SELECT string_agg(DISTINCT base_currency, ',') FROM processed"),
+        "EUR"
+    );
+    // 100 × 0.876 / 63 = 1.3904…
+    assert_eq!(
+        lake.scalar("SELECT withdrawal_sgd_amt FROM processed WHERE transaction_details = 'TRF FROM  Indiaforensic SERVICES'"),
+        "1.39"
+    );
+    // And back in SGD by month is refused the same way.
+    let output = lake.try_run(&["normalize", "--from", "2017-07", "--to", "2017-07"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the processed table is in EUR, not SGD"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn max_rate_age_is_0_to_366_days() {
+    let lake = golden_lake();
+    for age in ["367", "99999999999", "-1"] {
+        let output = lake.try_run(&["normalize", &format!("--max-rate-age={age}")]);
+        assert!(
+            !output.status.success(),
+            "--max-rate-age {age} was accepted"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--max-rate-age"), "{stderr}");
+    }
+    let stderr =
+        String::from_utf8_lossy(&lake.try_run(&["normalize", "--max-rate-age", "367"]).stderr)
+            .to_string();
+    assert!(stderr.contains("367 is not in 0..=366"), "{stderr}");
+    // The whole range works: a year back still takes the latest earlier rate, never a later one.
+    lake.run(&["normalize", "--max-rate-age", "366"]);
+    let rows = lake.query(
+        "SELECT transaction_details, withdrawal_sgd_amt, CAST(withdrawal_rate_date AS VARCHAR) \
+         FROM processed WHERE withdrawal_currency = 'INR' ORDER BY source_line",
+    );
+    assert_eq!(
+        rows,
+        [
+            ["TRF FROM  Indiaforensic SERVICES", "2.14", "2017-06-29"],
+            ["INR as-of the day before", "5.37", "2017-06-29"],
+            ["INR with no rate near", "2.12", "2017-07-01"],
+        ]
+    );
+    lake.run(&["normalize", "--max-rate-age", "0"]);
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM processed WHERE withdrawal_currency = 'INR' AND withdrawal_sgd_amt IS NULL"),
+        "2"
+    );
+}
+
+#[test]
+fn an_overflow_names_the_file_and_line() {
+    // 10^33 BTC at 0.000016386633 BTC per USD is about 8 × 10^37 SGD: beyond DECIMAL(38,2).
+    let csv = format!(
+        "{HEADER}1001,29-Jun-17,fine,,29-Jun-17,1,SGD,,,\n1001,29-Jun-17,huge,,29-Jun-17,1{},BTC,,,\n",
+        "0".repeat(33)
+    );
+    let lake = lake_with("huge.csv", &csv);
+    let output = lake.try_run(&["normalize"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("(huge.csv line 3)"), "{stderr}");
+    assert!(stderr.contains("result too large"), "{stderr}");
+}
+
+#[test]
+fn rate_dates_are_the_latest_usable_day_by_an_independent_check() {
+    // The golden rates have gaps (06-30 missing, 07-02 an error body) and 07-01 has no EUR rate:
+    // the checker recomputes which day each amount must use, in both bases.
+    let lake = golden_lake();
+    let path = lake.path();
+    common::python("check_lake.py", &[path.to_str().unwrap(), "SGD", "3"]);
+    // (vacuum: the checker also reads the Parquet folders, which keep replaced files until then)
+    lake.run(&["normalize", "--max-rate-age", "9"]);
+    lake.run(&["vacuum", "--retention-hours", "0"]);
+    common::python("check_lake.py", &[path.to_str().unwrap(), "SGD", "9"]);
+    lake.run(&["--base-currency", "EUR", "normalize"]);
+    lake.run(&["vacuum", "--retention-hours", "0"]);
+    common::python("check_lake.py", &[path.to_str().unwrap(), "EUR", "3"]);
 }

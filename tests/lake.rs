@@ -122,26 +122,66 @@ fn reruns_never_duplicate_rows() {
 fn month_range_replaces_exactly_those_partitions() {
     let lake = generated_lake("2000", "0");
     lake.run(&["normalize"]);
-    let count = |sql: &str| lake.scalar(sql);
-    let all = count("SELECT count(*) FROM processed");
-    let march = count("SELECT count(*) FROM processed WHERE month = 3");
+    // Each month's converted amounts, row by row.
+    let month = |m: u32| {
+        lake.query(&format!(
+            "SELECT source_line, withdrawal_sgd_amt, deposit_sgd_amt, \
+             CAST(coalesce(withdrawal_rate_date, deposit_rate_date) AS VARCHAR) \
+             FROM processed WHERE year = 2017 AND month = {m} ORDER BY source_line"
+        ))
+    };
+    let before: Vec<_> = (1..=6).map(month).collect();
     let versions = lake.commits("banktxn/processed");
+
+    // New rates (another seed) for March and for mid-May on (April's value dates reach 2 May at
+    // most); then recompute March and April only.
+    let other = lake.file("other-rates");
+    lake.run(&[
+        "gen",
+        "rates",
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+        "--seed",
+        "8",
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    let source = format!("file://{}", other.display());
+    for (from, to) in [("2017-03-01", "2017-03-31"), ("2017-05-10", "2017-05-31")] {
+        lake.run(&["ingest", "--source", &source, "--from", from, "--to", to]);
+    }
     lake.run(&["normalize", "--from", "2017-03", "--to", "2017-04"]);
     let report = lake.latest_report("normalize");
     assert_eq!(
         report["partitions_written"],
         serde_json::json!(["year=2017/month=3", "year=2017/month=4"])
     );
-    assert_eq!(count("SELECT count(*) FROM processed"), all);
-    assert_eq!(
-        count("SELECT count(*) FROM processed WHERE month = 3"),
-        march
+    let after: Vec<_> = (1..=6).map(month).collect();
+    // March moved with its new rates: same rows, different amounts for foreign currencies.
+    let march = (&before[2], &after[2]);
+    assert_eq!(march.0.len(), march.1.len());
+    assert!(march.0.len() > 100, "{}", march.0.len());
+    let changed = march.0.iter().zip(march.1).filter(|(b, a)| b != a).count();
+    assert!(
+        changed > march.0.len() / 2,
+        "only {changed} March rows changed"
     );
-    let after = lake.commits("banktxn/processed");
-    assert_eq!(after, versions + 1, "one commit");
+    // April was recomputed with unchanged rates; January, February and June were not touched,
+    // and May keeps its old amounts although its rates changed: it was outside the range.
+    for m in [1, 2, 4, 5, 6] {
+        assert!(!before[m - 1].is_empty());
+        assert_eq!(before[m - 1], after[m - 1], "month {m} changed");
+    }
+    let after_commits = lake.commits("banktxn/processed");
+    assert_eq!(after_commits, versions + 1, "one commit");
     // Untouched months keep their files from the first run.
     let history = lake.path().join("banktxn/processed/year=2017/month=1");
     assert_eq!(std::fs::read_dir(history).unwrap().count(), 1);
+    // A whole run now moves May too.
+    lake.run(&["normalize"]);
+    assert_ne!(month(5), before[4]);
 }
 
 #[test]

@@ -1,11 +1,13 @@
 -- Per account: total withdrawals and deposits in the base currency (missing counted as 0),
 -- and how many amounts could not be converted (so a total is never silently short).
-SELECT account_no,
+-- Grouped by base_currency too, so amounts in two base currencies are never added together.
+SELECT base_currency,
+       account_no,
        count(*) AS transactions,
        coalesce(sum(withdrawal_sgd_amt), 0) AS total_withdrawals_sgd,
        coalesce(sum(deposit_sgd_amt), 0) AS total_deposits_sgd,
        sum(CASE WHEN withdrawal_amt IS NOT NULL AND withdrawal_sgd_amt IS NULL THEN 1 ELSE 0 END
          + CASE WHEN deposit_amt IS NOT NULL AND deposit_sgd_amt IS NULL THEN 1 ELSE 0 END) AS unconverted_amounts
 FROM processed
-GROUP BY account_no
-ORDER BY account_no
+GROUP BY base_currency, account_no
+ORDER BY base_currency, account_no

@@ -1,15 +1,17 @@
 -- Per currency: money in and out, in that currency and in the base currency, and the net.
+-- Grouped by base_currency too, so amounts in two base currencies are never added together.
 WITH flows AS (
-    SELECT withdrawal_currency AS currency, 0 AS amount_in, withdrawal_amt AS amount_out,
+    SELECT base_currency, withdrawal_currency AS currency, 0 AS amount_in, withdrawal_amt AS amount_out,
            CAST(0 AS DECIMAL(38, 2)) AS in_sgd, withdrawal_sgd_amt AS out_sgd,
            CASE WHEN withdrawal_sgd_amt IS NULL THEN 1 ELSE 0 END AS unconverted
     FROM processed WHERE withdrawal_amt IS NOT NULL
     UNION ALL
-    SELECT deposit_currency, deposit_amt, 0, deposit_sgd_amt, CAST(0 AS DECIMAL(38, 2)),
+    SELECT base_currency, deposit_currency, deposit_amt, 0, deposit_sgd_amt, CAST(0 AS DECIMAL(38, 2)),
            CASE WHEN deposit_sgd_amt IS NULL THEN 1 ELSE 0 END
     FROM processed WHERE deposit_amt IS NOT NULL
 )
-SELECT currency,
+SELECT base_currency,
+       currency,
        sum(amount_in) AS deposits,
        sum(amount_out) AS withdrawals,
        coalesce(sum(in_sgd), 0) AS deposits_sgd,
@@ -17,5 +19,5 @@ SELECT currency,
        coalesce(sum(in_sgd), 0) - coalesce(sum(out_sgd), 0) AS net_sgd,
        sum(unconverted) AS unconverted
 FROM flows
-GROUP BY currency
-ORDER BY currency
+GROUP BY base_currency, currency
+ORDER BY base_currency, currency

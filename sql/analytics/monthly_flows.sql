@@ -1,5 +1,7 @@
 -- Per account and month: deposits, withdrawals and net flow in the base currency.
-SELECT account_no,
+-- Grouped by base_currency too, so amounts in two base currencies are never added together.
+SELECT base_currency,
+       account_no,
        year,
        month,
        count(*) AS transactions,
@@ -7,5 +9,5 @@ SELECT account_no,
        coalesce(sum(withdrawal_sgd_amt), 0) AS withdrawals_sgd,
        coalesce(sum(deposit_sgd_amt), 0) - coalesce(sum(withdrawal_sgd_amt), 0) AS net_sgd
 FROM processed
-GROUP BY account_no, year, month
-ORDER BY account_no, year, month
+GROUP BY base_currency, account_no, year, month
+ORDER BY base_currency, account_no, year, month

@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use fxpipe::engine::Engine;
 use fxpipe::gen;
 use fxpipe::ingest;
-use fxpipe::jobs::normalize::{NormalizeOptions, YearMonth};
+use fxpipe::jobs::normalize::{NormalizeOptions, YearMonth, MAX_RATE_AGE_DAYS};
 use fxpipe::jobs::{analytics, load, normalize};
 use fxpipe::report;
 use fxpipe::storage::{delta, Lake, Table};
@@ -144,8 +144,13 @@ struct LoadArgs {
 
 #[derive(Debug, Args)]
 struct NormalizeArgs {
-    /// Days back a missing day's rate may come from (0 = the value date's rate only).
-    #[arg(long, env = "FXPIPE_MAX_RATE_AGE", default_value_t = 3)]
+    /// Days back a missing day's rate may come from: 0 (the value date's rate only) to 366.
+    #[arg(
+        long,
+        env = "FXPIPE_MAX_RATE_AGE",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RATE_AGE_DAYS))
+    )]
     max_rate_age: u32,
     /// Fail, writing nothing, if any amount has no usable rate.
     #[arg(long, env = "FXPIPE_STRICT")]

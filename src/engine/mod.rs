@@ -31,8 +31,18 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// DataFusion in this process, using every core.
+    ///
+    /// SQL literals with a decimal point (`1.5`, `0.1`) are parsed as exact decimals, not as
+    /// Float64: money compared with `withdrawals * 1.5` or summed with `0.1 + 0.2` in an ad-hoc
+    /// query stays exact (`0.1 + 0.2 = 0.3` is true). `CAST(x AS DOUBLE)` still gives a float.
     pub fn embedded() -> Self {
         let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .sql_parser
+            .parse_float_as_decimal = true;
         ctx.register_udf(functions::FxConvert::udf());
         Self { ctx }
     }
@@ -93,5 +103,37 @@ impl Engine {
             .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
         debug!(table = table.sql_name(), version = ?opened.version(), "registered");
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn decimal_literals_are_exact() -> datafusion::error::Result<()> {
+        let engine = Engine::embedded();
+        let batches = engine
+            .ctx()
+            .sql(
+                "SELECT arrow_typeof(1.5), CAST(0.1 + 0.2 = 0.3 AS VARCHAR), \
+                 CAST(CAST(3.30 AS DECIMAL(38, 2)) * 1.5 AS VARCHAR), \
+                 CAST(fx_convert(100, 1.35, 63) AS VARCHAR)",
+            )
+            .await?
+            .collect()
+            .await?;
+        let row: Vec<String> = batches[0]
+            .columns()
+            .iter()
+            .map(|c| {
+                let text = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)?;
+                Ok(text.as_string::<i32>().value(0).to_string())
+            })
+            .collect::<datafusion::error::Result<_>>()?;
+        assert_eq!(row, ["Decimal128(2, 1)", "true", "4.950", "2.14"]);
+        Ok(())
     }
 }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema};
-use datafusion::common::DataFusionError;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int32Type};
+use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{cast, col, lit, Expr};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -25,6 +25,13 @@ use crate::storage::delta::{self, WriteMode};
 use crate::storage::{Lake, Table};
 
 const NORMALIZE_SQL: &str = include_str!("../../sql/normalize.sql");
+
+/// The longest `--max-rate-age`: a year (a leap year's 366 days). Older rates are not a
+/// conversion, they are a guess.
+pub const MAX_RATE_AGE_DAYS: u32 = 366;
+
+/// The processed table's column naming the currency its amounts are in.
+pub const BASE_CURRENCY_COLUMN: &str = "base_currency";
 
 /// A calendar month, `YYYY-MM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,7 +65,7 @@ impl YearMonth {
 pub struct NormalizeOptions {
     /// ISO code amounts are converted to.
     pub base_currency: String,
-    /// How many days back a missing day's rate may be taken from.
+    /// How many days back a missing day's rate may be taken from, at most [`MAX_RATE_AGE_DAYS`].
     pub max_rate_age_days: u32,
     /// Fail (and write nothing) when any amount has no usable rate.
     pub strict: bool,
@@ -122,9 +129,20 @@ pub async fn normalize(
             "run `fxpipe ingest --source file://DIR --from D1 --to D2` first",
         ));
     }
-    register_params(engine, options)?;
+    if options.max_rate_age_days > MAX_RATE_AGE_DAYS {
+        return Err(JobError::Invalid(format!(
+            "max rate age {} days is out of range: 0 to {MAX_RATE_AGE_DAYS} days",
+            options.max_rate_age_days
+        )));
+    }
+    if options.months.is_some() {
+        check_same_base(engine, lake, options).await?;
+    }
 
-    let mut normalized = ctx.sql(NORMALIZE_SQL).await?;
+    let mut normalized = ctx.sql(NORMALIZE_SQL).await?.with_param_values(vec![
+        ScalarValue::Utf8(Some(options.base_currency.clone())),
+        ScalarValue::Int64(Some(i64::from(options.max_rate_age_days))),
+    ])?;
     let mut transactions = ctx.table("transactions").await?;
     let mode = match options.months {
         Some((from, to)) => {
@@ -217,36 +235,55 @@ fn unconverted_detail(report: &NormalizeReport) -> String {
         .join(", ")
 }
 
-/// `job_params` and `rate_lookback`: the query's parameters, as tables (never spliced into SQL).
-fn register_params(engine: &Engine, options: &NormalizeOptions) -> Result<(), JobError> {
-    let ctx = engine.ctx();
-    let params = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("base_currency", DataType::Utf8, false),
-            Field::new("max_rate_age", DataType::Int32, false),
-        ])),
-        vec![
-            Arc::new(StringArray::from(vec![options.base_currency.clone()])),
-            Arc::new(Int32Array::from(vec![options.max_rate_age_days as i32])),
-        ],
-    )
-    .map_err(datafusion::error::DataFusionError::from)?;
-    let lookback = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(
-            "days_back",
-            DataType::Int32,
-            false,
-        )])),
-        vec![Arc::new(Int32Array::from_iter_values(
-            0..=options.max_rate_age_days as i32,
-        ))],
-    )
-    .map_err(datafusion::error::DataFusionError::from)?;
-    for (name, batch) in [("job_params", params), ("rate_lookback", lookback)] {
-        let _ = ctx.deregister_table(name);
-        ctx.register_batch(name, batch)?;
+/// The base currencies the processed table's rows are in (none when it is empty or missing).
+/// A table written before fxpipe recorded them has no `base_currency` column: `None`.
+async fn processed_bases(engine: &Engine, lake: &Lake) -> Result<Option<Vec<String>>, JobError> {
+    if !engine.register_table(lake, Table::Processed).await? {
+        return Ok(Some(Vec::new()));
     }
-    Ok(())
+    let ctx = engine.ctx();
+    let processed = ctx.table(Table::Processed.sql_name()).await?;
+    if !processed
+        .schema()
+        .has_column_with_unqualified_name(BASE_CURRENCY_COLUMN)
+    {
+        return Ok(None);
+    }
+    let batches = processed
+        .select(vec![cast(col(BASE_CURRENCY_COLUMN), DataType::Utf8)])?
+        .distinct()?
+        .collect()
+        .await?;
+    let mut bases = Vec::new();
+    for batch in &batches {
+        let codes = batch.column(0).as_string::<i32>();
+        bases.extend(codes.iter().map(|c| c.unwrap_or("NULL").to_string()));
+    }
+    bases.sort();
+    Ok(Some(bases))
+}
+
+/// A month rewrite must be in the table's base currency: the months it leaves alone stay in
+/// theirs, and one table in two bases is a table no total can be taken over.
+async fn check_same_base(
+    engine: &Engine,
+    lake: &Lake,
+    options: &NormalizeOptions,
+) -> Result<(), JobError> {
+    let base = &options.base_currency;
+    let whole = format!(
+        "convert the whole table with `fxpipe --base-currency {base} normalize` (without --from/--to)"
+    );
+    match processed_bases(engine, lake).await? {
+        Some(bases) if bases.iter().all(|b| b == base) => Ok(()),
+        Some(bases) => Err(JobError::Invalid(format!(
+            "the processed table is in {}, not {base}: a month rewrite cannot mix base currencies; {whole}",
+            bases.join(" and ")
+        ))),
+        None => Err(JobError::Invalid(format!(
+            "the processed table was written before fxpipe recorded its base currency, so a month rewrite cannot check it; {whole}"
+        ))),
+    }
 }
 
 /// When the last partition ends: whether the run may commit.
@@ -385,4 +422,132 @@ fn tallied(
     })
     .filter_map(futures::future::ready);
     Box::pin(RecordBatchStreamAdapter::new(schema, counted.chain(end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    /// Rates with gaps: 01-03 has no SGD rate, nothing between 01-05 and 01-20.
+    const RATES: &str = "CREATE TABLE rates AS
+        SELECT CAST(column1 AS DATE) AS run_date, column2 AS target_currency,
+               CAST(column3 AS DECIMAL(38, 18)) AS rates_base_usd
+        FROM (VALUES
+            ('2017-01-01', 'SGD', '1.35'), ('2017-01-01', 'INR', '63'),
+            ('2017-01-03', 'INR', '64'),
+            ('2017-01-05', 'SGD', '1.40'), ('2017-01-05', 'INR', '65'),
+            ('2017-01-20', 'SGD', '1.5'), ('2017-01-20', 'INR', '70'))";
+
+    /// 100 INR withdrawn on each value date.
+    const TRANSACTIONS: &str = "CREATE TABLE transactions AS
+        SELECT 'acc' AS account_no, CAST(column1 AS DATE) AS date, column1 AS transaction_details,
+               CAST(NULL AS VARCHAR) AS chq_no, CAST(column1 AS DATE) AS value_date,
+               CAST('100' AS DECIMAL(38, 4)) AS withdrawal_amt, 'INR' AS withdrawal_currency,
+               CAST(NULL AS DECIMAL(38, 4)) AS deposit_amt, CAST(NULL AS VARCHAR) AS deposit_currency,
+               CAST(NULL AS DECIMAL(38, 4)) AS balance_amt, 'as-of.csv' AS source_file,
+               CAST(column2 AS BIGINT) AS source_line
+        FROM (VALUES ('2016-12-31', 2), ('2017-01-01', 3), ('2017-01-03', 4), ('2017-01-04', 5),
+                     ('2017-01-05', 6), ('2017-01-09', 7), ('2017-01-19', 8), ('2018-01-21', 9),
+                     ('2018-01-22', 10))";
+
+    /// (value date, converted, rate date) per transaction, with the given rate age.
+    async fn convert_all(age: i64) -> datafusion::error::Result<Vec<[String; 3]>> {
+        let ctx = SessionContext::new();
+        ctx.register_udf(crate::engine::functions::FxConvert::udf());
+        ctx.sql(RATES).await?.collect().await?;
+        ctx.sql(TRANSACTIONS).await?.collect().await?;
+        let frame = ctx.sql(NORMALIZE_SQL).await?.with_param_values(vec![
+            ScalarValue::Utf8(Some("SGD".to_string())),
+            ScalarValue::Int64(Some(age)),
+        ])?;
+        let plan = frame.clone().into_optimized_plan()?;
+        let shown = plan.display_indent_schema().to_string();
+        assert!(
+            !shown.contains("Float"),
+            "normalize plans a float:\n{shown}"
+        );
+        let batches = frame
+            .sort(vec![col("source_line").sort(true, false)])?
+            .select(vec![
+                col("transaction_details"),
+                cast(col("withdrawal_sgd_amt"), DataType::Utf8),
+                cast(col("withdrawal_rate_date"), DataType::Utf8),
+                col("base_currency"),
+            ])?
+            .collect()
+            .await?;
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::cast(c, &DataType::Utf8))
+                .collect::<Result<Vec<_>, _>>()?;
+            let text = |i: usize, row: usize| {
+                let column = columns[i].as_string::<i32>();
+                if column.is_null(row) {
+                    String::new()
+                } else {
+                    column.value(row).to_string()
+                }
+            };
+            for row in 0..batch.num_rows() {
+                assert_eq!(text(3, row), "SGD");
+                rows.push([text(0, row), text(1, row), text(2, row)]);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn rows(expected: &[(&str, &str, &str)]) -> Vec<[String; 3]> {
+        expected
+            .iter()
+            .map(|(a, b, c)| [a.to_string(), b.to_string(), c.to_string()])
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn as_of_rates_within_the_age_never_later_and_paired_by_day(
+    ) -> datafusion::error::Result<()> {
+        // 100 × 1.35 / 63 = 2.1428… ; 100 × 1.40 / 65 = 2.1538… ; 100 × 1.5 / 70 = 2.1428…
+        let three_days = rows(&[
+            ("2016-12-31", "", ""), // only later rates: never used
+            ("2017-01-01", "2.14", "2017-01-01"),
+            ("2017-01-03", "2.14", "2017-01-01"), // 01-03 has INR but no SGD: the 01-01 pair
+            ("2017-01-04", "2.14", "2017-01-01"), // 3 days back
+            ("2017-01-05", "2.15", "2017-01-05"),
+            ("2017-01-09", "", ""), // 4 days after 01-05
+            ("2017-01-19", "", ""),
+            ("2018-01-21", "", ""),
+            ("2018-01-22", "", ""),
+        ]);
+        assert_eq!(convert_all(3).await?, three_days);
+        let a_year = rows(&[
+            ("2016-12-31", "", ""),
+            ("2017-01-01", "2.14", "2017-01-01"),
+            ("2017-01-03", "2.14", "2017-01-01"),
+            ("2017-01-04", "2.14", "2017-01-01"),
+            ("2017-01-05", "2.15", "2017-01-05"),
+            ("2017-01-09", "2.15", "2017-01-05"),
+            ("2017-01-19", "2.15", "2017-01-05"), // not the later 01-20
+            ("2018-01-21", "2.14", "2017-01-20"), // 366 days after 01-20
+            ("2018-01-22", "", ""),               // 367 days
+        ]);
+        assert_eq!(convert_all(366).await?, a_year);
+        let same_day = rows(&[
+            ("2016-12-31", "", ""),
+            ("2017-01-01", "2.14", "2017-01-01"),
+            ("2017-01-03", "", ""),
+            ("2017-01-04", "", ""),
+            ("2017-01-05", "2.15", "2017-01-05"),
+            ("2017-01-09", "", ""),
+            ("2017-01-19", "", ""),
+            ("2018-01-21", "", ""),
+            ("2018-01-22", "", ""),
+        ]);
+        assert_eq!(convert_all(0).await?, same_day);
+        Ok(())
+    }
 }
