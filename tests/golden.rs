@@ -395,7 +395,7 @@ fn an_overflow_names_the_file_and_line() {
     let output = lake.try_run(&["normalize"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("(huge.csv line 3)"), "{stderr}");
+    assert!(stderr.contains("/huge.csv line 3)"), "{stderr}");
     assert!(stderr.contains("result too large"), "{stderr}");
 }
 
