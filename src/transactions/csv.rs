@@ -527,7 +527,7 @@ impl TransactionCsv {
         let money_field =
             |index: usize, name: &'static str, signed: bool| -> Result<Option<i128>, Fault> {
                 let t = text(index, name)?;
-                let value = fields::amount(t)
+                let value = fields::amount(t, fields::DecimalMark::Point)
                     .map_err(|e| Fault::new(name, RejectReason::BadAmount, e.to_string()))?;
                 if !signed && value.is_some_and(|v| v < 0) {
                     return Err(Fault::new(
