@@ -112,14 +112,7 @@ fn main() {
         let lake_arg = lake.to_str().unwrap();
         let source = format!("file://{}", rates.display());
         let ingest = measure(&[
-            "--lake",
-            lake_arg,
-            "ingest",
-            "--source",
-            &source,
-            "--from",
-            RATES_FROM,
-            "--to",
+            "--lake", lake_arg, "ingest", "--source", &source, "--from", RATES_FROM, "--to",
             RATES_TO,
         ]);
         let load = measure(&["--lake", lake_arg, "load", csv.to_str().unwrap()]);

@@ -345,7 +345,10 @@ mod tests {
             };
             let expected = exact(amount, to, from, out);
             let got = convert_to_scale(amount, to, from, out);
-            assert_eq!(got, expected, "{amount:?} × {to:?} / {from:?} at scale {out}");
+            assert_eq!(
+                got, expected,
+                "{amount:?} × {to:?} / {from:?} at scale {out}"
+            );
             if out == MONEY_SCALE {
                 assert_eq!(convert(amount, to, from), expected);
             }
