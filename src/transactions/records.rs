@@ -158,11 +158,12 @@ impl<R> std::fmt::Debug for RecordReader<R> {
 }
 
 impl<R: Read> RecordReader<R> {
-    pub fn new(input: R, delimiter: u8, limits: Limits) -> Self {
+    /// A reader of `,`-delimited records (see [`RecordReader::set_delimiter`]).
+    pub fn new(input: R, limits: Limits) -> Self {
         Self {
             input,
-            core: CoreBuilder::new().delimiter(delimiter).build(),
-            delimiter,
+            core: CoreBuilder::new().build(),
+            delimiter: b',',
             limits,
             buf: vec![0; limits.max_bytes + CHUNK],
             start: 0,
@@ -171,6 +172,21 @@ impl<R: Read> RecordReader<R> {
             line: 1,
             started: false,
         }
+    }
+
+    /// The first bytes of the input, up to its first line break (or one read), without
+    /// consuming them: enough to sniff the delimiter from the header line.
+    pub fn head(&mut self) -> io::Result<&[u8]> {
+        while !self.eof && self.end < CHUNK && !self.buf[self.start..self.end].contains(&b'\n') {
+            self.fill()?;
+        }
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    /// Sets the field delimiter for the records read from now on.
+    pub fn set_delimiter(&mut self, delimiter: u8) {
+        self.delimiter = delimiter;
+        self.core = CoreBuilder::new().delimiter(delimiter).build();
     }
 
     /// Reads the next record into `record`.
@@ -377,9 +393,7 @@ fn broken_quoting(text: &[u8], delimiter: u8, spans_lines: bool) -> Option<Runaw
             State::Quoted if b == b'"' => State::QuoteInQuoted,
             State::Quoted => State::Quoted,
             State::QuoteInQuoted if b == b'"' => State::Quoted,
-            State::QuoteInQuoted if b == delimiter || b == b'\n' || b == b'\r' => {
-                State::FieldStart
-            }
+            State::QuoteInQuoted if b == delimiter || b == b'\n' || b == b'\r' => State::FieldStart,
             State::QuoteInQuoted => {
                 closed_inside_a_field = true;
                 State::Unquoted
@@ -407,7 +421,7 @@ mod tests {
     }
 
     fn read_all(input: &[u8], limits: Limits) -> Vec<Read> {
-        let mut reader = RecordReader::new(input, b',', limits);
+        let mut reader = RecordReader::new(input, limits);
         let mut record = Record::default();
         let mut out = Vec::new();
         loop {
@@ -516,7 +530,7 @@ mod tests {
         input.extend_from_slice(b"\r\n3,\"");
         input.extend(std::iter::repeat_n(b'y', 2000));
         input.extend_from_slice(b"\"\n4,ok");
-        let mut reader = RecordReader::new(input.as_slice(), b',', limits);
+        let mut reader = RecordReader::new(input.as_slice(), limits);
         let mut record = Record::default();
         assert_eq!(reader.read(&mut record).unwrap(), Next::Record);
         let Next::GivenUp(huge) = reader.read(&mut record).unwrap() else {
