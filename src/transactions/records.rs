@@ -247,7 +247,9 @@ impl<R: Read> RecordReader<R> {
     /// away over lines.
     fn finish_record(&mut self, pos: usize, first_line: u64) -> io::Result<Next> {
         let text = &self.buf[self.start..pos];
-        let breaks = count_lines(text) - u64::from(text.last() == Some(&b'\n'));
+        // csv-core counted the record's line breaks as it went (from `first_line`).
+        let newlines = self.core.line() - first_line;
+        let breaks = newlines - u64::from(text.last() == Some(&b'\n'));
         let last_line = first_line + breaks;
         if text.len() > self.limits.max_bytes {
             return self.give_up(Runaway::TooManyBytes, first_line, last_line);
@@ -262,7 +264,7 @@ impl<R: Read> RecordReader<R> {
                 return self.give_up(why, first_line, last_line);
             }
         }
-        self.line = first_line + count_lines(text);
+        self.line = first_line + newlines;
         self.start = pos;
         Ok(Next::Record)
     }
