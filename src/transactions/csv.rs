@@ -198,8 +198,8 @@ impl RowBuilders {
             + self.rows * source_file.len()
     }
 
-    fn is_full(&self, source_file: &str) -> bool {
-        self.rows >= BATCH_ROWS || self.string_bytes(source_file) >= BATCH_STRING_BYTES
+    fn is_full(&self, source_file: &str, string_bytes: usize) -> bool {
+        self.rows >= BATCH_ROWS || self.string_bytes(source_file) >= string_bytes
     }
 
     fn finish(&mut self, source_file: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -261,13 +261,13 @@ impl RejectBuilders {
         self.rows += 1;
     }
 
-    fn is_full(&self) -> bool {
+    fn is_full(&self, string_bytes: usize) -> bool {
         let bytes = [&self.field, &self.reason, &self.detail, &self.raw]
             .iter()
             .map(|b| b.values_slice().len())
             .sum::<usize>()
             + self.rows * self.source_file.len();
-        self.rows >= BATCH_ROWS || bytes >= BATCH_STRING_BYTES
+        self.rows >= BATCH_ROWS || bytes >= string_bytes
     }
 
     fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -339,6 +339,8 @@ pub struct TransactionCsv {
     dates: DateMemo,
     finished: bool,
     limits: Limits,
+    /// Where a batch is cut by its string bytes ([`BATCH_STRING_BYTES`]; tests use less).
+    batch_string_bytes: usize,
 }
 
 impl std::fmt::Debug for TransactionCsv {
@@ -415,6 +417,7 @@ impl TransactionCsv {
             dates: DateMemo::default(),
             finished: false,
             limits,
+            batch_string_bytes: BATCH_STRING_BYTES,
         })
     }
 
@@ -464,10 +467,13 @@ impl TransactionCsv {
                     self.reject(given_up.first_line, &fault, &raw);
                 }
             }
-            if self.builders.is_full(&self.source_file) {
+            if self
+                .builders
+                .is_full(&self.source_file, self.batch_string_bytes)
+            {
                 return self.finish_rows().map(Some);
             }
-            if self.rejects.is_full() {
+            if self.rejects.is_full(self.batch_string_bytes) {
                 return self.finish_rejects().map(Some);
             }
         }
@@ -768,6 +774,54 @@ mod tests {
         assert_eq!(sniff_delimiter(b"account_no;date;value_date\n"), b';');
         assert_eq!(sniff_delimiter(b"account_no\tdate\tvalue_date"), b'\t');
         assert_eq!(sniff_delimiter(b""), b',');
+    }
+
+    /// Every batch of a CSV read with batches cut at `string_bytes`: (rows or rejects, count).
+    fn batches(csv: String, string_bytes: usize) -> Vec<(&'static str, usize)> {
+        let mut reader = TransactionCsv::new(
+            std::io::Cursor::new(csv.into_bytes()),
+            Path::new("t.csv"),
+            "t.csv",
+            DecimalSeparator::Auto,
+        )
+        .unwrap();
+        reader.batch_string_bytes = string_bytes;
+        let mut out = Vec::new();
+        while let Some(batch) = reader.next_batch().unwrap() {
+            out.push(match batch {
+                CsvBatch::Rows(b) => ("rows", b.num_rows()),
+                CsvBatch::Rejects(b) => ("rejects", b.num_rows()),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn batches_are_cut_by_their_string_bytes() {
+        let header = "account_no,date,transaction_details,chq_no,value_date,withdrawal_amt,withdrawal_currency,deposit_amt,deposit_currency,balance_amt\n";
+        let details = "d".repeat(1000);
+        let mut csv = header.to_string();
+        for _ in 0..10 {
+            csv.push_str(&format!("A,29-Jun-17,{details},,29-Jun-17,1,INR,,,\n"));
+        }
+        for _ in 0..10 {
+            csv.push_str(&format!("A,29-Jun-17,{details},,bad date,1,INR,,,\n"));
+        }
+        // About 1 KB of strings per row or reject: cut at 3 KB, batches of 3 and a rest.
+        let cut = batches(csv.clone(), 3000);
+        let rows: Vec<usize> = cut.iter().filter(|b| b.0 == "rows").map(|b| b.1).collect();
+        let rejects: Vec<usize> = cut
+            .iter()
+            .filter(|b| b.0 == "rejects")
+            .map(|b| b.1)
+            .collect();
+        assert_eq!(rows, [3, 3, 3, 1]);
+        assert_eq!(rejects, [3, 3, 3, 1]);
+        // With the real threshold, one batch of each.
+        assert_eq!(
+            batches(csv, BATCH_STRING_BYTES),
+            [("rows", 10), ("rejects", 10)]
+        );
     }
 
     #[test]
