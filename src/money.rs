@@ -238,8 +238,8 @@ mod tests {
     }
 
     #[test]
-    fn wide_path_agrees_with_the_fast_path() {
-        // Terms beyond 128 bits take the 256-bit path: 10^30 × 1.35 / 63 at scale 18.
+    fn terms_beyond_128_bits_take_the_wide_path() {
+        // 10^30 × 1.35 / 63 at scale 18: the numerator needs more than 128 bits.
         let big = convert(
             (10i128.pow(34), 4),
             (135 * 10i128.pow(16), 18),
@@ -248,6 +248,126 @@ mod tests {
         assert_eq!(big, Some(2_142_857_142_857_142_857_142_857_142_857));
         assert_eq!(convert((-100_0000, 4), (135, 2), (630, 1)), Some(-214));
         assert_eq!(convert((-2145, 3), (1, 0), (1, 0)), Some(-215));
+    }
+
+    /// `convert_to_scale` evaluated in exact big-integer arithmetic, independently of the code
+    /// under test: `a·t·10^(sf+so) / (f·10^(sa+st))`, rounded half away from zero, `None` when
+    /// a rate is not positive or the result needs more than 38 digits.
+    fn exact(amount: (i128, i8), to: (i128, i8), from: (i128, i8), out: i8) -> Option<i128> {
+        use num_bigint::{BigInt, Sign};
+        if to.0 <= 0 || from.0 <= 0 {
+            return None;
+        }
+        let (numerator, denominator) = exact_terms(amount, to, from, out);
+        let quotient = &numerator / &denominator;
+        let remainder = &numerator % &denominator;
+        let rounded = if remainder.magnitude() * 2u32 >= *denominator.magnitude() {
+            match numerator.sign() {
+                Sign::Minus => quotient - 1,
+                _ => quotient + 1,
+            }
+        } else {
+            quotient
+        };
+        let limit = BigInt::from(10).pow(PRECISION as u32);
+        (rounded.magnitude() < limit.magnitude())
+            .then(|| i128::try_from(&rounded).ok())
+            .flatten()
+    }
+
+    /// The exact quotient's numerator and denominator.
+    fn exact_terms(
+        amount: (i128, i8),
+        to: (i128, i8),
+        from: (i128, i8),
+        out: i8,
+    ) -> (num_bigint::BigInt, num_bigint::BigInt) {
+        use num_bigint::BigInt;
+        let pow10 = |e: i8| BigInt::from(10).pow(e as u32);
+        (
+            BigInt::from(amount.0) * BigInt::from(to.0) * pow10(from.1) * pow10(out),
+            BigInt::from(from.0) * pow10(amount.1) * pow10(to.1),
+        )
+    }
+
+    /// Whether these terms fit the 128-bit fast path (the same test `convert_to_scale` makes).
+    fn fits_fast_path(amount: (i128, i8), to: (i128, i8), from: (i128, i8), out: i8) -> bool {
+        let num_exp = from.1 as i32 + out as i32;
+        let den_exp = amount.1 as i32 + to.1 as i32;
+        let common = num_exp.min(den_exp);
+        let numerator = 10i128
+            .checked_pow((num_exp - common) as u32)
+            .and_then(|p| amount.0.checked_mul(to.0)?.checked_mul(p));
+        let denominator = 10i128
+            .checked_pow((den_exp - common) as u32)
+            .and_then(|p| from.0.checked_mul(p));
+        numerator.is_some() && denominator.is_some()
+    }
+
+    #[test]
+    fn convert_equals_exact_rational_arithmetic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20_171_231);
+        // A value of 1 to 38 digits (uniform in length, so every magnitude is covered).
+        let magnitude = |rng: &mut rand_chacha::ChaCha8Rng| -> i128 {
+            let digits = rng.random_range(1..=38u32);
+            rng.random_range(1..10i128.pow(digits))
+        };
+        // Per path (fast, wide): cases, negative results, exact ties, results in range.
+        let mut seen = [[0u32; 4]; 2];
+        for case in 0..200_000u32 {
+            let out = if rng.random_bool(0.5) {
+                MONEY_SCALE
+            } else {
+                RATE_SCALE
+            };
+            let sign = if rng.random_bool(0.5) { -1 } else { 1 };
+            let (amount, to, from) = if case % 4 == 0 {
+                // An exact .5 tie at the output scale: f = 2g, a = ±(2k+1)·g and t = 10^j at
+                // scale st with 10^j·10^(sf+so) = 10^(sa+st): the exact result is ±(2k+1)/2.
+                // A large j pushes a·t past 128 bits, onto the wide path.
+                let sf = rng.random_range(0..=18i8);
+                let sa = rng.random_range(0..=(sf + out).min(4));
+                let j = rng.random_range(0..=30i8);
+                let st = sf + out - sa + j;
+                let g_digits = rng.random_range(1..=36u32);
+                let g = rng.random_range(1..10i128.pow(g_digits));
+                let k_digits = rng.random_range(0..=2u32);
+                let k = rng.random_range(0..10i128.pow(k_digits));
+                let a = (2 * k + 1).checked_mul(g).unwrap_or(g);
+                ((sign * a, sa), (10i128.pow(j as u32), st), (2 * g, sf))
+            } else {
+                (
+                    (sign * magnitude(&mut rng), rng.random_range(0..=18i8)),
+                    (magnitude(&mut rng), rng.random_range(0..=18i8)),
+                    (magnitude(&mut rng), rng.random_range(0..=18i8)),
+                )
+            };
+            let expected = exact(amount, to, from, out);
+            let got = convert_to_scale(amount, to, from, out);
+            assert_eq!(
+                got, expected,
+                "{amount:?} × {to:?} / {from:?} at scale {out}"
+            );
+            if out == MONEY_SCALE {
+                assert_eq!(convert(amount, to, from), expected);
+            }
+            let (n, d) = exact_terms(amount, to, from, out);
+            let tie = (n % &d).magnitude() * 2u32 == *d.magnitude();
+            let path = usize::from(!fits_fast_path(amount, to, from, out));
+            let in_range = expected.is_some();
+            seen[path][0] += 1;
+            seen[path][1] += u32::from(amount.0 < 0 && in_range);
+            seen[path][2] += u32::from(tie && in_range);
+            seen[path][3] += u32::from(in_range);
+        }
+        // Both paths saw results in range, negative amounts and exact ties.
+        for (path, counts) in ["fast", "wide"].iter().zip(seen) {
+            assert!(counts.iter().all(|&c| c >= 500), "{path} path: {counts:?}");
+        }
+        // Rates that are not positive never convert.
+        assert_eq!(convert_to_scale((1, 0), (0, 0), (1, 0), 2), None);
+        assert_eq!(convert_to_scale((1, 0), (1, 0), (-1, 0), 2), None);
     }
 
     #[test]

@@ -21,10 +21,12 @@ use clap::{Args, Parser, Subcommand};
 use fxpipe::engine::Engine;
 use fxpipe::gen;
 use fxpipe::ingest;
+use fxpipe::jobs::load::LoadOptions;
 use fxpipe::jobs::normalize::{NormalizeOptions, YearMonth, MAX_RATE_AGE_DAYS};
 use fxpipe::jobs::{analytics, load, normalize};
 use fxpipe::report;
 use fxpipe::storage::{delta, Lake, Table};
+use fxpipe::transactions::fields::DecimalSeparator;
 use print::{Format, MaxRows};
 
 const EXAMPLES: &str = "\
@@ -140,6 +142,11 @@ struct LoadArgs {
     /// CSV files to load.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// The character before an amount's decimals: `.`, `,` (European: 1.234,56), or auto
+    /// (`,` in files delimited by `;`, `.` otherwise). Groupings that the separator in force
+    /// would have to guess at, such as 12,50 with `.`, are rejected as bad_amount.
+    #[arg(long, env = "FXPIPE_DECIMAL_SEPARATOR", default_value = "auto")]
+    decimal_separator: DecimalSeparator,
 }
 
 #[derive(Debug, Args)]
@@ -299,7 +306,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Load(args) => run_load(&engine, &lake, &args.files).await,
+        Command::Load(args) => {
+            let options = LoadOptions {
+                decimal_separator: args.decimal_separator,
+            };
+            run_load(&engine, &lake, &args.files, &options).await
+        }
         Command::Normalize(args) => {
             let options = NormalizeOptions {
                 base_currency: cli.base_currency.clone(),
@@ -382,8 +394,13 @@ async fn run_ingest(
     Ok(())
 }
 
-async fn run_load(engine: &Engine, lake: &Lake, files: &[PathBuf]) -> anyhow::Result<()> {
-    let report = load::load(engine, lake, files).await?;
+async fn run_load(
+    engine: &Engine,
+    lake: &Lake,
+    files: &[PathBuf],
+    options: &LoadOptions,
+) -> anyhow::Result<()> {
+    let report = load::load(engine, lake, files, options).await?;
     let saved = report::save(lake, "load", &report).await?;
     write!(print::stdout(), "{report}")?;
     outln!("  report: {saved}")?;
@@ -479,7 +496,7 @@ async fn quickstart(
         "\n== 3. load transactions into {}",
         lake.table_url(Table::Transactions)
     )?;
-    run_load(engine, lake, &[csv]).await?;
+    run_load(engine, lake, &[csv], &LoadOptions::default()).await?;
 
     outln!("\n== 4. normalize to {base}")?;
     let options = NormalizeOptions {

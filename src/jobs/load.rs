@@ -40,15 +40,30 @@ use crate::storage::delta::{self, WriteMode};
 use crate::storage::staged::{self, StagedFiles, StagedWriter};
 use crate::storage::{Lake, Table};
 use crate::transactions::csv::{CsvBatch, LoadCounts, TransactionCsv};
+use crate::transactions::fields::DecimalSeparator;
 use crate::transactions::{loads_schema, rejects_schema};
 
+/// How the files of one load are read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// How amounts write their decimals (`auto`: by the file's delimiter).
+    pub decimal_separator: DecimalSeparator,
+}
+
 /// Loads each file in turn (one set of commits per file).
-pub async fn load(engine: &Engine, lake: &Lake, files: &[PathBuf]) -> Result<LoadReport, JobError> {
+pub async fn load(
+    engine: &Engine,
+    lake: &Lake,
+    files: &[PathBuf],
+    options: &LoadOptions,
+) -> Result<LoadReport, JobError> {
     let started = Instant::now();
     let mut report = LoadReport::default();
     for path in files {
         let span = info_span!("load", file = %path.display());
-        let file = load_file(engine, lake, path).instrument(span).await?;
+        let file = load_file(engine, lake, path, options)
+            .instrument(span)
+            .await?;
         report.add(file);
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -72,12 +87,17 @@ struct Parsed {
     hash: String,
 }
 
-async fn load_file(engine: &Engine, lake: &Lake, path: &Path) -> Result<FileLoad, JobError> {
+async fn load_file(
+    engine: &Engine,
+    lake: &Lake,
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<FileLoad, JobError> {
     let started = Instant::now();
     let source_file = identity(path)?;
     // The header is read before anything is written: a file that is not an export at all
     // changes nothing in the lake.
-    let (reader, hasher) = open_export(path, &source_file)?;
+    let (reader, hasher) = open_export(path, &source_file, options)?;
     let ctx = engine.ctx();
     let transactions = staged::ensure_table(
         lake,
@@ -133,7 +153,11 @@ async fn load_file(engine: &Engine, lake: &Lake, path: &Path) -> Result<FileLoad
 type SharedHasher = Arc<Mutex<blake3::Hasher>>;
 
 /// Opens an export through a hashing reader and reads its header.
-fn open_export(path: &Path, source_file: &str) -> Result<(TransactionCsv, SharedHasher), JobError> {
+fn open_export(
+    path: &Path,
+    source_file: &str,
+    options: &LoadOptions,
+) -> Result<(TransactionCsv, SharedHasher), JobError> {
     let file = std::fs::File::open(path).map_err(|source| JobError::Io {
         path: path.to_path_buf(),
         source,
@@ -143,7 +167,8 @@ fn open_export(path: &Path, source_file: &str) -> Result<(TransactionCsv, Shared
         inner: file,
         hasher: hasher.clone(),
     };
-    Ok((TransactionCsv::new(input, path, source_file)?, hasher))
+    let reader = TransactionCsv::new(input, path, source_file, options.decimal_separator)?;
+    Ok((reader, hasher))
 }
 
 /// Reads the rest of the file: parses it on a blocking thread, hashing the same bytes, while

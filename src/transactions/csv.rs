@@ -1,26 +1,32 @@
 //! Streaming a bank-transactions CSV export into Arrow batches, row faults into rejects.
 //!
 //! Arrow's CSV reader fails a whole batch on one bad row and cannot say which line it was, so
-//! rows are tokenised by csv-core (the tokenizer arrow uses) through the `csv` crate, which gives
-//! each record's line, and appended to Arrow builders a batch at a time. Memory is one batch of
-//! rows plus one batch of rejects, whatever the file size; both go out as Arrow batches.
+//! rows are tokenised by csv-core (the tokenizer arrow uses) through [`super::records`], which
+//! gives each record's line and gives up runaway records one line at a time, and appended to
+//! Arrow builders a batch at a time. Memory is one batch of rows plus one batch of rejects,
+//! whatever the file size; both go out as Arrow batches. A batch is also cut when its strings
+//! pass [`BATCH_STRING_BYTES`], so no input can overflow Arrow's 32-bit string offsets.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::fields::{self, DecimalMark, DecimalSeparator};
+use super::records::{self, GivenUp, Limits, Next, Record, RecordReader, Runaway};
+use super::{rejects_schema, schema, RejectReason};
+use crate::money::{AMOUNT_SCALE, PRECISION};
 use arrow::array::{
     ArrayRef, Date32Builder, Decimal128Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use csv::{ByteRecord, ReaderBuilder};
-
-use super::{fields, rejects_schema, schema, RejectReason};
-use crate::money::{AMOUNT_SCALE, PRECISION};
 
 /// Rows per Arrow batch.
 pub const BATCH_ROWS: usize = 65_536;
+/// A batch is cut early once its string columns hold this many bytes (256 MiB): Arrow's
+/// `StringBuilder` panics past 2 GiB (`i32` offsets), which 65,536 rows of up to 1 MiB each
+/// could otherwise reach.
+pub const BATCH_STRING_BYTES: usize = 256 << 20;
 
 /// A file that cannot be read at all (row faults are rejects, not errors).
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +36,8 @@ pub enum CsvError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: line {line}: {source}")]
-    Csv {
-        path: PathBuf,
-        line: u64,
-        source: csv::Error,
-    },
+    #[error("{path}: the header line cannot be read: {detail}")]
+    BadHeader { path: PathBuf, detail: String },
     #[error("{path}: the header has no column {column:?} (found: {found})")]
     MissingColumn {
         path: PathBuf,
@@ -98,7 +100,7 @@ fn normalise_header(name: &[u8]) -> String {
 }
 
 impl Columns {
-    fn from_header(header: &ByteRecord, path: &Path) -> Result<Self, CsvError> {
+    fn from_header(header: &Record, path: &Path) -> Result<Self, CsvError> {
         let names: Vec<String> = header.iter().map(normalise_header).collect();
         let find = |column: &'static str| names.iter().position(|n| n == column);
         let require = |column: &'static str| {
@@ -181,6 +183,25 @@ impl RowBuilders {
         }
     }
 
+    /// Bytes in this batch's string columns, `source_file` included.
+    fn string_bytes(&self, source_file: &str) -> usize {
+        [
+            &self.account_no,
+            &self.details,
+            &self.chq_no,
+            &self.withdrawal_currency,
+            &self.deposit_currency,
+        ]
+        .iter()
+        .map(|b| b.values_slice().len())
+        .sum::<usize>()
+            + self.rows * source_file.len()
+    }
+
+    fn is_full(&self, source_file: &str, string_bytes: usize) -> bool {
+        self.rows >= BATCH_ROWS || self.string_bytes(source_file) >= string_bytes
+    }
+
     fn finish(&mut self, source_file: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
         let rows = std::mem::take(&mut self.rows);
         let source: ArrayRef = Arc::new(arrow::array::StringArray::from_iter_values(
@@ -238,6 +259,15 @@ impl RejectBuilders {
         self.detail.append_value(&fault.detail);
         self.raw.append_value(raw);
         self.rows += 1;
+    }
+
+    fn is_full(&self, string_bytes: usize) -> bool {
+        let bytes = [&self.field, &self.reason, &self.detail, &self.raw]
+            .iter()
+            .map(|b| b.values_slice().len())
+            .sum::<usize>()
+            + self.rows * self.source_file.len();
+        self.rows >= BATCH_ROWS || bytes >= string_bytes
     }
 
     fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -299,14 +329,18 @@ impl DateMemo {
 pub struct TransactionCsv {
     path: PathBuf,
     source_file: String,
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: RecordReader<Box<dyn Read + Send>>,
     columns: Columns,
-    record: ByteRecord,
+    decimals: DecimalMark,
+    record: Record,
     builders: RowBuilders,
     rejects: RejectBuilders,
     counts: LoadCounts,
     dates: DateMemo,
     finished: bool,
+    limits: Limits,
+    /// Where a batch is cut by its string bytes ([`BATCH_STRING_BYTES`]; tests use less).
+    batch_string_bytes: usize,
 }
 
 impl std::fmt::Debug for TransactionCsv {
@@ -328,36 +362,46 @@ pub enum CsvBatch {
 impl TransactionCsv {
     /// Reads the header of an export from any byte stream (a local file, an object store
     /// download, a hashing wrapper). `path` names the input in errors; `source_file` is the
-    /// identity recorded on each row.
+    /// identity recorded on each row. `decimals` says how amounts write their decimals.
     pub fn new(
         input: impl Read + Send + 'static,
         path: &Path,
         source_file: &str,
+        decimals: DecimalSeparator,
     ) -> Result<Self, CsvError> {
-        let mut buffered = BufReader::with_capacity(1 << 20, input);
-        let head = buffered.fill_buf().map_err(|source| CsvError::Io {
+        Self::with_limits(input, path, source_file, decimals, Limits::default())
+    }
+
+    /// [`TransactionCsv::new`] with other record limits (tests use small ones).
+    pub fn with_limits(
+        input: impl Read + Send + 'static,
+        path: &Path,
+        source_file: &str,
+        decimals: DecimalSeparator,
+        limits: Limits,
+    ) -> Result<Self, CsvError> {
+        let io = |source| CsvError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        let delimiter = sniff_delimiter(head);
-        let input: Box<dyn Read + Send> = Box::new(buffered);
-        let mut reader = ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(delimiter)
-            .from_reader(input);
-        let mut header = ByteRecord::new();
-        let has_header = reader
-            .read_byte_record(&mut header)
-            .map_err(|source| CsvError::Csv {
-                path: path.to_path_buf(),
-                line: 1,
-                source,
-            })?;
-        if !has_header {
-            return Err(CsvError::NoHeader {
-                path: path.to_path_buf(),
-            });
+        };
+        let input: Box<dyn Read + Send> = Box::new(input);
+        let mut reader = RecordReader::new(input, limits);
+        let delimiter = sniff_delimiter(reader.head().map_err(io)?);
+        reader.set_delimiter(delimiter);
+        let mut header = Record::default();
+        match reader.read(&mut header).map_err(io)? {
+            Next::Record => {}
+            Next::End => {
+                return Err(CsvError::NoHeader {
+                    path: path.to_path_buf(),
+                })
+            }
+            Next::GivenUp(given_up) => {
+                return Err(CsvError::BadHeader {
+                    path: path.to_path_buf(),
+                    detail: runaway_detail(&given_up, &limits),
+                })
+            }
         }
         let columns = Columns::from_header(&header, path)?;
         Ok(Self {
@@ -365,12 +409,15 @@ impl TransactionCsv {
             source_file: source_file.to_string(),
             reader,
             columns,
-            record: ByteRecord::new(),
+            decimals: decimals.resolve(delimiter),
+            record: Record::default(),
             builders: RowBuilders::new(),
             rejects: RejectBuilders::new(source_file),
             counts: LoadCounts::default(),
             dates: DateMemo::default(),
             finished: false,
+            limits,
+            batch_string_bytes: BATCH_STRING_BYTES,
         })
     }
 
@@ -378,41 +425,55 @@ impl TransactionCsv {
     /// caller that sees `None` has consumed every byte of it).
     pub fn next_batch(&mut self) -> Result<Option<CsvBatch>, CsvError> {
         while !self.finished {
-            let line = self.reader.position().line();
-            let more = match self.reader.read_byte_record(&mut self.record) {
-                Ok(more) => more,
-                // Byte records raise no UTF-8 errors: what is left is I/O.
-                Err(e) => {
-                    return Err(CsvError::Csv {
-                        path: self.path.clone(),
-                        line,
-                        source: e,
-                    })
+            let next = self
+                .reader
+                .read(&mut self.record)
+                .map_err(|source| CsvError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            match next {
+                Next::End => {
+                    self.finished = true;
+                    break;
                 }
-            };
-            if !more {
-                self.finished = true;
-                break;
-            }
-            let line = self.record.position().map(|p| p.line()).unwrap_or(line);
-            self.counts.rows_read += 1;
-            match self.append_row() {
-                Ok(()) => self.counts.rows_loaded += 1,
-                Err(fault) => {
-                    self.counts.rows_rejected += 1;
-                    *self
-                        .counts
-                        .rejected_by_reason
-                        .entry(fault.reason)
-                        .or_default() += 1;
-                    let raw = raw_line(&self.record);
-                    self.rejects.push(line, &fault, &raw);
+                Next::Record => {
+                    self.counts.rows_read += 1;
+                    match self.append_row() {
+                        Ok(()) => self.counts.rows_loaded += 1,
+                        Err(fault) => {
+                            let raw = raw_line(&self.record);
+                            let raw = capped(&raw, raw.len() as u64);
+                            self.reject(self.record.line(), &fault, &raw);
+                        }
+                    }
+                }
+                Next::GivenUp(given_up) => {
+                    self.counts.rows_read += 1;
+                    let fault = Fault {
+                        field: None,
+                        reason: match given_up.why {
+                            Runaway::TooManyBytes | Runaway::TooManyLines => {
+                                RejectReason::RecordTooLong
+                            }
+                            Runaway::QuoteNeverClosed | Runaway::QuoteClosedInsideAField => {
+                                RejectReason::UnterminatedQuote
+                            }
+                        },
+                        detail: runaway_detail(&given_up, &self.limits),
+                    };
+                    let raw = String::from_utf8_lossy(&given_up.raw);
+                    let raw = capped(&raw, given_up.line_bytes);
+                    self.reject(given_up.first_line, &fault, &raw);
                 }
             }
-            if self.builders.rows >= BATCH_ROWS {
+            if self
+                .builders
+                .is_full(&self.source_file, self.batch_string_bytes)
+            {
                 return self.finish_rows().map(Some);
             }
-            if self.rejects.rows >= BATCH_ROWS {
+            if self.rejects.is_full(self.batch_string_bytes) {
                 return self.finish_rejects().map(Some);
             }
         }
@@ -423,6 +484,16 @@ impl TransactionCsv {
             return self.finish_rejects().map(Some);
         }
         Ok(None)
+    }
+
+    fn reject(&mut self, line: u64, fault: &Fault, raw: &str) {
+        self.counts.rows_rejected += 1;
+        *self
+            .counts
+            .rejected_by_reason
+            .entry(fault.reason)
+            .or_default() += 1;
+        self.rejects.push(line, fault, raw);
     }
 
     fn finish_rows(&mut self) -> Result<CsvBatch, CsvError> {
@@ -518,22 +589,26 @@ impl TransactionCsv {
                 Fault::new(
                     name,
                     RejectReason::BadDate,
-                    format!("{t:?} is not a date (expected 29-Jun-17 or 2017-06-29)"),
+                    format!(
+                        "{} is not a date (expected 29-Jun-17 or 2017-06-29)",
+                        fields::quoted(t)
+                    ),
                 )
             })
         };
         let date = date_field(cols.date, "date")?;
         let value_date = date_field(cols.value_date, "value_date")?;
+        let decimals = self.decimals;
         let money_field =
             |index: usize, name: &'static str, signed: bool| -> Result<Option<i128>, Fault> {
                 let t = text(index, name)?;
-                let value = fields::amount(t)
+                let value = fields::amount(t, decimals)
                     .map_err(|e| Fault::new(name, RejectReason::BadAmount, e.to_string()))?;
                 if !signed && value.is_some_and(|v| v < 0) {
                     return Err(Fault::new(
                         name,
                         RejectReason::NegativeAmount,
-                        format!("{:?} is negative", t.trim()),
+                        format!("{} is negative", fields::quoted(t.trim())),
                     ));
                 }
                 Ok(value)
@@ -544,7 +619,10 @@ impl TransactionCsv {
                 Fault::new(
                     name,
                     RejectReason::BadCurrency,
-                    format!("{:?} is not a three-letter currency code", t.trim()),
+                    format!(
+                        "{} is not a three-letter currency code",
+                        fields::quoted(t.trim())
+                    ),
                 )
             })
         };
@@ -589,8 +667,7 @@ impl TransactionCsv {
         b.deposit_amt.append_option(deposit);
         b.deposit_currency.append_option(deposit_currency);
         b.balance_amt.append_option(balance);
-        b.source_line
-            .append_value(self.record.position().map(|p| p.line()).unwrap_or(0) as i64);
+        b.source_line.append_value(self.record.line() as i64);
         b.rows += 1;
         Ok(())
     }
@@ -627,18 +704,64 @@ fn sniff_delimiter(head: &[u8]) -> u8 {
 }
 
 /// The record as CSV text (re-quoted where needed), for the rejects table.
-fn raw_line(record: &ByteRecord) -> String {
+fn raw_line(record: &Record) -> String {
     let mut writer = csv::WriterBuilder::new()
         .flexible(true)
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
-    let bytes = match writer.write_byte_record(record) {
+    let bytes = match writer.write_record(record.iter()) {
         Ok(()) => writer.into_inner().unwrap_or_default(),
         Err(_) => Vec::new(),
     };
     String::from_utf8_lossy(&bytes)
         .trim_end_matches('\n')
         .to_string()
+}
+
+/// At most [`records::RAW_BYTES`] of a reject's raw text (cut at a character boundary), with a
+/// note of the full length when cut; `full_bytes` is the length of the text it came from.
+fn capped(raw: &str, full_bytes: u64) -> String {
+    if full_bytes <= records::RAW_BYTES as u64 && raw.len() <= records::RAW_BYTES {
+        return raw.to_string();
+    }
+    let mut end = raw.len().min(records::RAW_BYTES);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut: {full_bytes} bytes in all]", &raw[..end])
+}
+
+/// What a given-up record's reject says: the lines involved and where reading went on.
+fn runaway_detail(given_up: &GivenUp, limits: &Limits) -> String {
+    let GivenUp {
+        first_line,
+        last_line,
+        ..
+    } = given_up;
+    let what = match given_up.why {
+        Runaway::TooManyBytes => format!(
+            "the record starting on line {first_line} is longer than {} bytes \
+             (given up on line {last_line})",
+            limits.max_bytes
+        ),
+        Runaway::TooManyLines => format!(
+            "the record starting on line {first_line} runs past line {last_line} \
+             (a record may span at most {} lines)",
+            limits.max_lines
+        ),
+        Runaway::QuoteNeverClosed => format!(
+            "a quote opened in the record starting on line {first_line} is never closed \
+             (the file ends on line {last_line})"
+        ),
+        Runaway::QuoteClosedInsideAField => format!(
+            "a quote opened in the record starting on line {first_line} closes on line \
+             {last_line} in the middle of a field"
+        ),
+    };
+    format!(
+        "{what}; only line {first_line} is rejected, reading goes on at line {}",
+        first_line + 1
+    )
 }
 
 #[cfg(test)]
@@ -651,6 +774,54 @@ mod tests {
         assert_eq!(sniff_delimiter(b"account_no;date;value_date\n"), b';');
         assert_eq!(sniff_delimiter(b"account_no\tdate\tvalue_date"), b'\t');
         assert_eq!(sniff_delimiter(b""), b',');
+    }
+
+    /// Every batch of a CSV read with batches cut at `string_bytes`: (rows or rejects, count).
+    fn batches(csv: String, string_bytes: usize) -> Vec<(&'static str, usize)> {
+        let mut reader = TransactionCsv::new(
+            std::io::Cursor::new(csv.into_bytes()),
+            Path::new("t.csv"),
+            "t.csv",
+            DecimalSeparator::Auto,
+        )
+        .unwrap();
+        reader.batch_string_bytes = string_bytes;
+        let mut out = Vec::new();
+        while let Some(batch) = reader.next_batch().unwrap() {
+            out.push(match batch {
+                CsvBatch::Rows(b) => ("rows", b.num_rows()),
+                CsvBatch::Rejects(b) => ("rejects", b.num_rows()),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn batches_are_cut_by_their_string_bytes() {
+        let header = "account_no,date,transaction_details,chq_no,value_date,withdrawal_amt,withdrawal_currency,deposit_amt,deposit_currency,balance_amt\n";
+        let details = "d".repeat(1000);
+        let mut csv = header.to_string();
+        for _ in 0..10 {
+            csv.push_str(&format!("A,29-Jun-17,{details},,29-Jun-17,1,INR,,,\n"));
+        }
+        for _ in 0..10 {
+            csv.push_str(&format!("A,29-Jun-17,{details},,bad date,1,INR,,,\n"));
+        }
+        // About 1 KB of strings per row or reject: cut at 3 KB, batches of 3 and a rest.
+        let cut = batches(csv.clone(), 3000);
+        let rows: Vec<usize> = cut.iter().filter(|b| b.0 == "rows").map(|b| b.1).collect();
+        let rejects: Vec<usize> = cut
+            .iter()
+            .filter(|b| b.0 == "rejects")
+            .map(|b| b.1)
+            .collect();
+        assert_eq!(rows, [3, 3, 3, 1]);
+        assert_eq!(rejects, [3, 3, 3, 1]);
+        // With the real threshold, one batch of each.
+        assert_eq!(
+            batches(csv, BATCH_STRING_BYTES),
+            [("rows", 10), ("rejects", 10)]
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod csv;
 pub mod fields;
+pub mod records;
 
 use std::sync::Arc;
 
@@ -79,6 +80,12 @@ pub enum RejectReason {
     CurrencyWithoutAmount,
     /// Neither a withdrawal nor a deposit.
     NoAmount,
+    /// A record longer than the loader's limits (1 MiB, or 100 lines), usually a runaway
+    /// quote: only its first line is rejected, the lines after it are read as rows of their own.
+    RecordTooLong,
+    /// A quote that never closes, or closes on a later line in the middle of a field: only the
+    /// line it opened on is rejected, the lines after it are read as rows of their own.
+    UnterminatedQuote,
 }
 
 impl RejectReason {
@@ -94,6 +101,8 @@ impl RejectReason {
             RejectReason::AmountWithoutCurrency => "amount_without_currency",
             RejectReason::CurrencyWithoutAmount => "currency_without_amount",
             RejectReason::NoAmount => "no_amount",
+            RejectReason::RecordTooLong => "record_too_long",
+            RejectReason::UnterminatedQuote => "unterminated_quote",
         }
     }
 }
