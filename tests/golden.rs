@@ -386,12 +386,31 @@ fn max_rate_age_is_0_to_366_days() {
 
 #[test]
 fn an_overflow_names_the_file_and_line() {
-    // 10^33 BTC at 0.000016386633 BTC per USD is about 8 × 10^37 SGD: beyond DECIMAL(38,2).
+    // Amounts of 10^18 or more are rejected at load, so an overflow needs an absurd rate: just
+    // under 10^18 units of XTS (ISO's test code) at 10^-18 XTS per USD is ~1.35 × 10^36 SGD,
+    // beyond DECIMAL(38,2).
+    let lake = Lake::new();
+    let rates = lake.file("rates/historical");
+    std::fs::create_dir_all(&rates).unwrap();
+    std::fs::write(
+        rates.join("2017-06-29.json"),
+        r#"{"base": "USD", "timestamp": 1498780799, "rates": {"USD": 1, "SGD": 1.35, "XTS": 0.000000000000000001}}"#,
+    )
+    .unwrap();
+    let source = format!("file://{}", lake.file("rates").display());
+    lake.run(&["ingest", "--source", &source, "--from", "2017-06-29"]);
     let csv = format!(
-        "{HEADER}1001,29-Jun-17,fine,,29-Jun-17,1,SGD,,,\n1001,29-Jun-17,huge,,29-Jun-17,1{},BTC,,,\n",
-        "0".repeat(33)
+        "{HEADER}1001,29-Jun-17,fine,,29-Jun-17,1,SGD,,,\n1001,29-Jun-17,huge,,29-Jun-17,{},XTS,,,\n",
+        "9".repeat(18)
     );
-    let lake = lake_with("huge.csv", &csv);
+    let file = lake.file("huge.csv");
+    std::fs::write(&file, csv).unwrap();
+    lake.run(&["load", file.to_str().unwrap()]);
+    assert_eq!(
+        lake.count("transactions"),
+        2,
+        "both amounts are below the load's bound"
+    );
     let output = lake.try_run(&["normalize"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
