@@ -7,25 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use common::{golden_dir, Lake};
-
-fn golden_lake() -> Lake {
-    let lake = Lake::new();
-    let rates = format!("file://{}", golden_dir().join("rates").display());
-    lake.run(&[
-        "ingest",
-        "--source",
-        &rates,
-        "--from",
-        "2017-06-29",
-        "--to",
-        "2017-07-02",
-    ]);
-    let csv = golden_dir().join("transactions.csv");
-    lake.run(&["load", csv.to_str().unwrap()]);
-    lake.run(&["normalize"]);
-    lake
-}
+use common::{golden_lake, Lake};
 
 const TABLES: [(&str, &str); 6] = [
     ("transactions", "banktxn/parquet"),

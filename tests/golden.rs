@@ -3,25 +3,7 @@
 
 mod common;
 
-use common::{golden_dir, Lake};
-
-fn golden_lake() -> Lake {
-    let lake = Lake::new();
-    let rates = format!("file://{}", golden_dir().join("rates").display());
-    lake.run(&[
-        "ingest",
-        "--source",
-        &rates,
-        "--from",
-        "2017-06-29",
-        "--to",
-        "2017-07-02",
-    ]);
-    let csv = golden_dir().join("transactions.csv");
-    lake.run(&["load", csv.to_str().unwrap()]);
-    lake.run(&["normalize"]);
-    lake
-}
+use common::{golden_lake, ingest_golden_rates, Lake};
 
 #[test]
 fn golden_set_converts_to_the_cent() {
@@ -219,16 +201,7 @@ fn any_base_currency_with_its_own_column_names() {
 /// A lake with the golden rates and one CSV of the test's own.
 fn lake_with(name: &str, csv: &str) -> Lake {
     let lake = Lake::new();
-    let rates = format!("file://{}", golden_dir().join("rates").display());
-    lake.run(&[
-        "ingest",
-        "--source",
-        &rates,
-        "--from",
-        "2017-06-29",
-        "--to",
-        "2017-07-01",
-    ]);
+    ingest_golden_rates(&lake, "2017-07-01");
     let file = lake.file(name);
     std::fs::write(&file, csv).unwrap();
     lake.run(&["load", file.to_str().unwrap()]);

@@ -258,29 +258,19 @@ mod tests {
     async fn plain_literals_are_read_exactly() -> Result<()> {
         // Float literals (the default parser): 1.35 is read as the decimal 1.35.
         let ctx = plain_session();
-        assert_eq!(
-            one_value(&ctx, "SELECT fx_convert(100, 1.35, 63)").await?,
-            "2.14"
-        );
-        // The binary double nearest 1.005 is 1.00499999999999989…, which would round to 1.00;
-        // the decimal 1.005 rounds half away from zero to 1.01.
-        assert_eq!(
-            one_value(&ctx, "SELECT fx_convert(1.005, 1, 1)").await?,
-            "1.01"
-        );
-        assert_eq!(
-            one_value(&ctx, "SELECT fx_convert(CAST(1.005 AS DOUBLE), 1, 1)").await?,
-            "1.01"
-        );
-        // Integers in every argument, and a NULL.
-        assert_eq!(
-            one_value(&ctx, "SELECT fx_convert(7, 3, 2)").await?,
-            "10.50"
-        );
-        assert_eq!(
-            one_value(&ctx, "SELECT fx_convert(7, NULL, 2) IS NULL").await?,
-            "true"
-        );
+        let cases = [
+            ("SELECT fx_convert(100, 1.35, 63)", "2.14"),
+            // The binary double nearest 1.005 is 1.00499999999999989…, which would round to
+            // 1.00; the decimal 1.005 rounds half away from zero to 1.01.
+            ("SELECT fx_convert(1.005, 1, 1)", "1.01"),
+            ("SELECT fx_convert(CAST(1.005 AS DOUBLE), 1, 1)", "1.01"),
+            // Integers in every argument, and a NULL.
+            ("SELECT fx_convert(7, 3, 2)", "10.50"),
+            ("SELECT fx_convert(7, NULL, 2) IS NULL", "true"),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(one_value(&ctx, sql).await?, expected, "{sql}");
+        }
         let types = ctx
             .sql("SELECT arrow_typeof(fx_convert(100, 1.35, 63))")
             .await?
@@ -300,14 +290,12 @@ mod tests {
             .await?
             .collect()
             .await?;
-        assert_eq!(
-            one_value(&ctx, "SELECT fx_convert(100, 1.35, 63)").await?,
-            "2.14"
-        );
-        assert_eq!(
-            one_value(&ctx, "SELECT fx_convert(1.005, 1, 1)").await?,
-            "1.01"
-        );
+        for (sql, expected) in [
+            ("SELECT fx_convert(100, 1.35, 63)", "2.14"),
+            ("SELECT fx_convert(1.005, 1, 1)", "1.01"),
+        ] {
+            assert_eq!(one_value(&ctx, sql).await?, expected, "{sql}");
+        }
         Ok(())
     }
 

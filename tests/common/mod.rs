@@ -108,6 +108,30 @@ pub fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
+/// Ingests the golden rate files from 2017-06-29 to `to`.
+pub fn ingest_golden_rates(lake: &Lake, to: &str) {
+    let rates = format!("file://{}", golden_dir().join("rates").display());
+    lake.run(&[
+        "ingest",
+        "--source",
+        &rates,
+        "--from",
+        "2017-06-29",
+        "--to",
+        to,
+    ]);
+}
+
+/// A lake with the golden rates and transactions, normalized to SGD.
+pub fn golden_lake() -> Lake {
+    let lake = Lake::new();
+    ingest_golden_rates(&lake, "2017-07-02");
+    let csv = golden_dir().join("transactions.csv");
+    lake.run(&["load", csv.to_str().unwrap()]);
+    lake.run(&["normalize"]);
+    lake
+}
+
 /// Runs a Python checker from tests/ and returns its output; the test command installs its
 /// packages.
 pub fn try_python(script: &str, args: &[&str]) -> Output {
