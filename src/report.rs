@@ -51,14 +51,21 @@ impl FileLoad {
         }
     }
 
-    pub fn skipped(source_file: String, source_hash: String, same_content_as: String) -> Self {
+    /// `orphans_removed`: rows a failed earlier load of the same path had left without a
+    /// `loads` row, removed so the content is not counted twice.
+    pub fn skipped(
+        source_file: String,
+        source_hash: String,
+        same_content_as: String,
+        orphans_removed: u64,
+    ) -> Self {
         Self {
             source_file,
             source_hash,
             status: "skipped",
             same_content_as: Some(same_content_as),
             counts: LoadCounts::default(),
-            rows_replaced: 0,
+            rows_replaced: orphans_removed,
             transactions_version: None,
             elapsed_ms: 0,
         }
@@ -106,11 +113,21 @@ impl fmt::Display for LoadReport {
         }
         for file in &self.files {
             match &file.same_content_as {
-                Some(earlier) => writeln!(
-                    f,
-                    "  {}: skipped, same content already loaded as {earlier}",
-                    file.source_file
-                )?,
+                Some(earlier) => {
+                    write!(
+                        f,
+                        "  {}: skipped, same content already loaded as {earlier}",
+                        file.source_file
+                    )?;
+                    if file.rows_replaced > 0 {
+                        write!(
+                            f,
+                            "; removed {} rows a failed earlier load of this path left",
+                            file.rows_replaced
+                        )?;
+                    }
+                    writeln!(f)?
+                }
                 None => {
                     write!(
                         f,

@@ -281,7 +281,7 @@ fn european_exports_read_comma_decimals() {
     let path = lake.file("eu.csv");
     std::fs::write(&path, csv).unwrap();
     lake.run(&["load", path.to_str().unwrap()]);
-    assert_eq!(counts(&lake), (7, 4, 3));
+    assert_eq!(counts(&lake), (7, 3, 4));
     assert_eq!(
         lake.query(
             "SELECT account_no, withdrawal_amt, deposit_amt, balance_amt FROM transactions \
@@ -291,16 +291,32 @@ fn european_exports_read_comma_decimals() {
             ["E2", "1234.5600", "", ""],
             ["E3", "12.5000", "", ""],
             ["E4", "", "1000000.0000", "-7.5000"],
-            ["E5", "1234.0000", "", ""],
         ]
     );
+    // `auto` only guessed comma decimals: `1.234` (1234, or 1.234 of a 3-decimal currency?)
+    // is refused as ambiguous, never guessed.
     assert_eq!(
         lake.query("SELECT source_line, field, reason FROM rejects ORDER BY source_line"),
         [
+            ["5", "withdrawal_amt", "bad_amount"],
             ["6", "withdrawal_amt", "bad_amount"],
             ["7", "withdrawal_amt", "bad_amount"],
             ["8", "withdrawal_amt", "bad_amount"],
         ]
+    );
+    assert!(lake
+        .scalar("SELECT detail FROM rejects WHERE source_line = 5")
+        .contains("ambiguous"));
+
+    // Comma decimals said explicitly: a lone group is thousands, `1.234` is 1234.
+    let comma = Lake::new();
+    let path = comma.file("eu.csv");
+    std::fs::write(&path, csv).unwrap();
+    comma.run(&["load", "--decimal-separator", ",", path.to_str().unwrap()]);
+    assert_eq!(counts(&comma), (7, 4, 3));
+    assert_eq!(
+        comma.scalar("SELECT withdrawal_amt FROM transactions WHERE account_no = 'E5'"),
+        "1234.0000"
     );
 
     // The same amounts with point decimals forced: `12,50` is refused, never read as 1250,

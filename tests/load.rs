@@ -160,6 +160,18 @@ fn the_hash_is_of_the_bytes_parsed_in_one_read() {
     assert_eq!(lake.scalar("SELECT source_hash FROM loads"), expected);
 }
 
+/// The Parquet files in a table's folder.
+fn folder_files(lake: &Lake, table: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(lake.path().join(table))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".parquet"))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Every table's content, without load timestamps: what "the same state" means.
 fn state(lake: &Lake) -> Vec<Vec<String>> {
     let mut all = lake.query(
@@ -203,12 +215,29 @@ fn a_run_stopped_between_any_two_commits_is_repaired_by_rerunning() {
             write(&path, &old);
             lake.run(&["load", other.to_str().unwrap(), path.to_str().unwrap()]);
             write(&path, &new);
+            let before = [
+                folder_files(&lake, "banktxn/parquet"),
+                folder_files(&lake, "banktxn/rejects"),
+            ];
             let failed = lake
                 .command(&["load", path.to_str().unwrap()])
                 .env("FXPIPE_TEST_FAIL_AFTER", point)
                 .output()
                 .unwrap();
             assert!(!failed.status.success(), "{point}: the fault was injected");
+            // The staged files of every table the run did not commit were deleted.
+            let uncommitted = match point {
+                "load:loads-cleared" => 0..2,
+                "load:transactions" => 1..2,
+                _ => 2..2,
+            };
+            let after = [
+                folder_files(&lake, "banktxn/parquet"),
+                folder_files(&lake, "banktxn/rejects"),
+            ];
+            for i in uncommitted {
+                assert_eq!(before[i], after[i], "{point}: staged files left behind");
+            }
             assert!(
                 String::from_utf8_lossy(&failed.stderr).contains("injected failure"),
                 "{point}: {}",
@@ -220,4 +249,85 @@ fn a_run_stopped_between_any_two_commits_is_repaired_by_rerunning() {
             assert_eq!(&state(&lake), expected, "failure after {point}");
         }
     }
+}
+
+#[test]
+fn a_failed_load_then_the_same_content_elsewhere_is_not_counted_twice() {
+    let lake = Lake::new();
+    let path = write(&lake.file("a/statement.csv"), &export("111", 3, "10"));
+    lake.run(&["load", path.to_str().unwrap()]);
+    // New content at the path; the load stops after its transactions commit.
+    write(&path, &export("111", 5, "12"));
+    let failed = lake
+        .command(&["load", path.to_str().unwrap()])
+        .env("FXPIPE_TEST_FAIL_AFTER", "load:transactions")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    // The same new content is loaded under another path first...
+    let copy = write(&lake.file("b/copy.csv"), &export("111", 5, "12"));
+    lake.run(&["load", copy.to_str().unwrap()]);
+    // ...so the re-run is skipped, and removes the rows the failed run left for its path.
+    let out = lake.run(&["load", path.to_str().unwrap()]);
+    // 5: the failed run's transactions; 1: the earlier content's reject, whose replacement the
+    // failed run never committed.
+    assert!(
+        out.contains("removed 6 rows a failed earlier load"),
+        "{out}"
+    );
+    let by_file = lake.query(
+        "SELECT source_file, count(*) FROM transactions GROUP BY source_file ORDER BY source_file",
+    );
+    assert_eq!(
+        by_file,
+        vec![vec![copy.display().to_string(), "5".to_string()]]
+    );
+    assert_eq!(lake.count("rejects"), 1);
+}
+
+#[test]
+fn a_reload_with_another_decimal_separator_is_not_skipped() {
+    let lake = Lake::new();
+    let csv = "account_no;date;transaction_details;chq_no;value_date;withdrawal_amt;withdrawal_currency;deposit_amt;deposit_currency;balance_amt\n\
+               111;29-Jun-17;a;;29-Jun-17;12,50;EUR;;;\n\
+               111;29-Jun-17;b;;29-Jun-17;1.250;KWD;;;\n";
+    let path = write(&lake.file("eu.csv"), csv);
+    // `auto` reads comma decimals in a `;` file, and refuses `1.250`: 1250 or 1.25?
+    lake.run(&["load", path.to_str().unwrap()]);
+    assert_eq!(
+        lake.scalar("SELECT CAST(withdrawal_amt AS VARCHAR) FROM transactions"),
+        "12.5000"
+    );
+    let reason = lake.query("SELECT reason, detail FROM rejects");
+    assert_eq!(reason[0][0], "bad_amount");
+    assert!(reason[0][1].contains("ambiguous"), "{reason:?}");
+    // The user says which: comma decimals, so 1.250 is one thousand two hundred and fifty.
+    let out = lake.run(&["load", "--decimal-separator", ",", path.to_str().unwrap()]);
+    assert!(!out.contains("skipped"), "{out}");
+    assert_eq!(
+        lake.query("SELECT CAST(withdrawal_amt AS VARCHAR) FROM transactions ORDER BY source_line"),
+        vec![vec!["12.5000".to_string()], vec!["1250.0000".to_string()]]
+    );
+    // Read with the other mark, the same bytes are other content: not skipped either.
+    let out = lake.run(&["load", "--decimal-separator", ".", path.to_str().unwrap()]);
+    assert!(!out.contains("skipped"), "{out}");
+    assert_eq!(lake.scalar("SELECT decimal_separator FROM loads"), ".");
+    // The same bytes with the same mark again: skipped.
+    let out = lake.run(&["load", "--decimal-separator", ".", path.to_str().unwrap()]);
+    assert!(out.contains("skipped"), "{out}");
+}
+
+#[test]
+fn lone_carriage_return_line_ends_are_refused_naming_the_file() {
+    let lake = Lake::new();
+    let csv = HEADER.replace('\n', "\r") + &"111',29-Jun-17,x,,29-Jun-17,1,INR,,,\r".repeat(3);
+    let path = write(&lake.file("mac.csv"), &csv);
+    let output = lake.try_run(&["load", path.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("mac.csv") && stderr.contains("carriage return"),
+        "{stderr}"
+    );
+    assert!(!lake.path().join("banktxn/parquet/_delta_log").exists());
 }

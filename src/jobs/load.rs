@@ -30,7 +30,8 @@ use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArra
 use arrow::datatypes::DataType;
 use datafusion::common::DataFusionError;
 use datafusion::prelude::{col, lit};
-use tracing::{info, info_span, Instrument};
+use deltalake::DeltaTable;
+use tracing::{info, info_span, warn, Instrument};
 
 use super::JobError;
 use crate::engine::Engine;
@@ -40,7 +41,7 @@ use crate::storage::delta::{self, WriteMode};
 use crate::storage::staged::{self, StagedFiles, StagedWriter};
 use crate::storage::{Lake, Table};
 use crate::transactions::csv::{CsvBatch, LoadCounts, TransactionCsv};
-use crate::transactions::fields::DecimalSeparator;
+use crate::transactions::fields::{DecimalMark, DecimalSeparator};
 use crate::transactions::{loads_schema, rejects_schema};
 
 /// How the files of one load are read.
@@ -70,13 +71,19 @@ pub async fn load(
     Ok(report)
 }
 
-/// The identity of a local file: its canonical absolute path.
+/// The identity of a local file: its absolute path with symlinks resolved (a `latest.csv`
+/// link that points at a new export each month names a new file each month).
 fn identity(path: &Path) -> Result<String, JobError> {
     let absolute = std::fs::canonicalize(path).map_err(|source| JobError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(absolute.to_string_lossy().to_string())
+    absolute.to_str().map(str::to_string).ok_or_else(|| {
+        JobError::Invalid(format!(
+            "{}: the path is not valid UTF-8, so it cannot identify the file; rename it",
+            absolute.display()
+        ))
+    })
 }
 
 /// What one read of a file produced: staged (uncommitted) files and the content's identity.
@@ -84,7 +91,14 @@ struct Parsed {
     rows: StagedFiles,
     rejects: StagedFiles,
     counts: LoadCounts,
+    content: Content,
+}
+
+/// What makes two loads the same: the bytes, and the decimal mark they were read with.
+#[derive(Debug, Clone)]
+struct Content {
     hash: String,
+    decimal_separator: &'static str,
 }
 
 async fn load_file(
@@ -99,54 +113,116 @@ async fn load_file(
     // changes nothing in the lake.
     let (reader, hasher) = open_export(path, &source_file, options)?;
     let ctx = engine.ctx();
-    let transactions = staged::ensure_table(
-        lake,
-        Table::Transactions,
-        ctx,
-        crate::transactions::schema(),
-    )
-    .await?;
-    let rejects = staged::ensure_table(lake, Table::Rejects, ctx, rejects_schema()).await?;
+    let tables = [
+        staged::ensure_table(
+            lake,
+            Table::Transactions,
+            ctx,
+            crate::transactions::schema(),
+        )
+        .await?,
+        staged::ensure_table(lake, Table::Rejects, ctx, rejects_schema()).await?,
+    ];
 
-    let parsed = parse_and_stage(lake, reader, hasher, &transactions, &rejects).await?;
+    let parsed = parse_and_stage(lake, reader, hasher, &tables[0], &tables[1]).await?;
+    let discarders = [parsed.rows.discarder(), parsed.rejects.discarder()];
+    let mut committed = 0;
+    let outcome = commit_file(engine, lake, &source_file, &tables, parsed, &mut committed).await;
+    if outcome.is_err() {
+        // Whatever was not committed never will be: leave nothing for plain-Parquet readers.
+        for discarder in discarders.into_iter().skip(committed) {
+            if let Err(e) = discarder.discard().await {
+                warn!(%source_file, "could not delete staged files: {e}");
+            }
+        }
+    }
+    let mut file = outcome?;
+    file.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(file)
+}
 
-    if let Some(earlier) = loaded_as(engine, lake, &parsed.hash).await? {
+/// Commits (or skips) one parsed file; `committed` counts the data tables committed so far
+/// (transactions, then rejects), so the caller can delete the staged files of the others.
+async fn commit_file(
+    engine: &Engine,
+    lake: &Lake,
+    source_file: &str,
+    tables: &[DeltaTable; 2],
+    parsed: Parsed,
+    committed: &mut usize,
+) -> Result<FileLoad, JobError> {
+    let ctx = engine.ctx();
+    let Parsed {
+        rows,
+        rejects,
+        counts,
+        content,
+    } = parsed;
+    // Every check that can refuse the load runs before the first commit.
+    let replacements = [
+        staged::prepare_replace(
+            ctx,
+            Table::Transactions,
+            &tables[0],
+            "source_file",
+            source_file,
+        )
+        .await?,
+        staged::prepare_replace(ctx, Table::Rejects, &tables[1], "source_file", source_file)
+            .await?,
+    ];
+    let had_loads_row = has_loads_row(engine, lake, source_file).await?;
+
+    if let Some(earlier) = loaded_as(engine, lake, &content).await? {
         info!(%source_file, %earlier, "same content already loaded, skipping");
-        let hash = parsed.hash.clone();
-        parsed.rows.discard().await?;
-        parsed.rejects.discard().await?;
-        return Ok(FileLoad::skipped(source_file, hash, earlier));
+        rows.discard().await?;
+        rejects.discard().await?;
+        *committed = 2;
+        // Rows a failed earlier load of this path left without a loads row would otherwise
+        // be counted beside the same content under `earlier`.
+        let mut orphans = 0;
+        if !had_loads_row {
+            for (table, replacement) in tables.iter().zip(replacements) {
+                if replacement.rows > 0 {
+                    orphans += staged::commit_replacing(table, None, replacement)
+                        .await?
+                        .rows_removed;
+                }
+            }
+        }
+        return Ok(FileLoad::skipped(
+            source_file.to_string(),
+            content.hash,
+            earlier,
+            orphans,
+        ));
     }
 
     // The path's loads row goes first (see the module docs): from here until the last commit,
     // the path is "not loaded", so any re-run redoes it.
-    if has_loads_row(engine, lake, &source_file).await? {
-        replace_loads_row(engine, lake, &source_file, None).await?;
+    if had_loads_row {
+        replace_loads_row(engine, lake, source_file, None).await?;
     }
     faults::after("load:loads-cleared")?;
-    let Parsed {
-        rows,
-        rejects: rejected,
-        counts,
-        hash,
-    } = parsed;
-    let replaced_rows =
-        staged::commit_replacing(ctx, &transactions, rows, "source_file", &source_file).await?;
+    let [rows_replacement, rejects_replacement] = replacements;
+    let replaced_rows = staged::commit_replacing(&tables[0], Some(rows), rows_replacement).await?;
+    *committed = 1;
     faults::after("load:transactions")?;
     let replaced_rejects =
-        staged::commit_replacing(ctx, &rejects, rejected, "source_file", &source_file).await?;
+        staged::commit_replacing(&tables[1], Some(rejects), rejects_replacement).await?;
+    *committed = 2;
     faults::after("load:rejects")?;
-    replace_loads_row(engine, lake, &source_file, Some((&hash, &counts))).await?;
+    replace_loads_row(engine, lake, source_file, Some((&content, &counts))).await?;
 
     info!(%source_file, rows_read = counts.rows_read, rows_loaded = counts.rows_loaded,
           rows_rejected = counts.rows_rejected, "loaded");
     Ok(FileLoad::loaded(
-        source_file,
-        hash,
+        source_file.to_string(),
+        content.hash,
         counts,
         replaced_rows.rows_removed + replaced_rejects.rows_removed,
         replaced_rows.version,
-        started.elapsed().as_millis() as u64,
+        0,
     ))
 }
 
@@ -180,6 +256,13 @@ async fn parse_and_stage(
     transactions: &deltalake::DeltaTable,
     rejects: &deltalake::DeltaTable,
 ) -> Result<Parsed, JobError> {
+    // `auto(,)`: comma decimals guessed from a `;` delimiter, which also refuses the amounts
+    // it cannot tell apart, so it reads differently from an explicit `,`.
+    let decimal_separator = match (reader.decimal_mark(), reader.decimal_mark_guessed()) {
+        (DecimalMark::Point, _) => ".",
+        (DecimalMark::Comma, false) => ",",
+        (DecimalMark::Comma, true) => "auto(,)",
+    };
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<CsvBatch>(2);
     let parser = tokio::task::spawn_blocking(move || {
         while let Some(batch) = reader.next_batch()? {
@@ -245,7 +328,10 @@ async fn parse_and_stage(
         rows,
         rejects,
         counts,
-        hash,
+        content: Content {
+            hash,
+            decimal_separator,
+        },
     })
 }
 
@@ -276,8 +362,12 @@ fn first_text(batches: &[RecordBatch]) -> Result<Option<String>, JobError> {
     Ok((!text.is_null(0)).then(|| text.value(0).to_string()))
 }
 
-/// The path the same content was loaded under, if any.
-async fn loaded_as(engine: &Engine, lake: &Lake, hash: &str) -> Result<Option<String>, JobError> {
+/// The path the same content (bytes and decimal mark) was loaded under, if any.
+async fn loaded_as(
+    engine: &Engine,
+    lake: &Lake,
+    content: &Content,
+) -> Result<Option<String>, JobError> {
     if !engine.register_table(lake, Table::Loads).await? {
         return Ok(None);
     }
@@ -285,7 +375,11 @@ async fn loaded_as(engine: &Engine, lake: &Lake, hash: &str) -> Result<Option<St
         .ctx()
         .table(Table::Loads.sql_name())
         .await?
-        .filter(col("source_hash").eq(lit(hash)))?
+        .filter(
+            col("source_hash")
+                .eq(lit(content.hash.as_str()))
+                .and(col("decimal_separator").eq(lit(content.decimal_separator))),
+        )?
         .select_columns(&["source_file"])?
         .limit(0, Some(1))?
         .collect()
@@ -312,19 +406,20 @@ async fn replace_loads_row(
     engine: &Engine,
     lake: &Lake,
     source_file: &str,
-    loaded: Option<(&str, &LoadCounts)>,
+    loaded: Option<(&Content, &LoadCounts)>,
 ) -> Result<(), JobError> {
     let ctx = engine.ctx();
     let row = match loaded {
-        Some((hash, counts)) => {
+        Some((content, counts)) => {
             let loaded_at = chrono::Utc::now().timestamp_micros();
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from(vec![source_file.to_string()])),
-                Arc::new(StringArray::from(vec![hash.to_string()])),
+                Arc::new(StringArray::from(vec![content.hash.clone()])),
                 Arc::new(Int64Array::from(vec![counts.rows_read as i64])),
                 Arc::new(Int64Array::from(vec![counts.rows_loaded as i64])),
                 Arc::new(Int64Array::from(vec![counts.rows_rejected as i64])),
                 Arc::new(TimestampMicrosecondArray::from(vec![loaded_at]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec![content.decimal_separator])),
             ];
             RecordBatch::try_new(loads_schema(), columns).map_err(DataFusionError::from)?
         }

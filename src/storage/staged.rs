@@ -145,14 +145,38 @@ impl StagedWriter {
 impl StagedFiles {
     /// Deletes the files: the write never happened, for every kind of reader.
     pub async fn discard(self) -> Result<(), StorageError> {
-        for add in &self.adds {
-            let decoded = percent_decode_str(&add.path).decode_utf8_lossy();
+        self.discarder().discard().await
+    }
+
+    /// What is needed to delete these files later, e.g. if a commit before theirs fails.
+    pub fn discarder(&self) -> Discarder {
+        Discarder {
+            table: self.table,
+            store: self.store.clone(),
+            paths: self.adds.iter().map(|a| a.path.clone()).collect(),
+        }
+    }
+}
+
+/// Deletes staged files that will never be committed.
+#[derive(Debug, Clone)]
+pub struct Discarder {
+    table: Table,
+    store: ObjectStoreRef,
+    paths: Vec<String>,
+}
+
+impl Discarder {
+    /// Deletes the files (a file already gone is fine).
+    pub async fn discard(self) -> Result<(), StorageError> {
+        for path in &self.paths {
+            let decoded = percent_decode_str(path).decode_utf8_lossy();
             let location = StorePath::from(decoded.as_ref());
             match self.store.delete(&location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => {
                     return Err(StorageError::Store {
-                        location: format!("{}/{}", self.table.path(), add.path),
+                        location: format!("{}/{}", self.table.path(), path),
                         source,
                     })
                 }
@@ -195,6 +219,17 @@ pub async fn ensure_table(
     .await
 }
 
+/// The removal half of a replacing commit: the data files holding every row where
+/// `column = value`, found before anything is committed so a job can refuse early.
+#[derive(Debug)]
+pub struct Replacement {
+    table: Table,
+    removes: Vec<Action>,
+    predicate: String,
+    /// Rows in the files to remove.
+    pub rows: u64,
+}
+
 /// What a replacing commit did.
 #[derive(Debug, Clone, Copy)]
 pub struct Replaced {
@@ -204,18 +239,16 @@ pub struct Replaced {
     pub rows_removed: u64,
 }
 
-/// Commits `staged` to `opened` in one version that also removes every row where
-/// `column = value` (Delta's replaceWhere). The rows are removed by removing their data files,
-/// so each such file must hold only matching rows (true for files fxpipe writes per source);
-/// a file that mixes values is refused rather than silently rewritten.
-pub async fn commit_replacing(
+/// Finds the files of `opened` holding the rows where `column = value` (Delta's replaceWhere,
+/// done by file). Each such file must hold only matching rows (true for files fxpipe writes
+/// per source); a file that mixes values is refused rather than silently rewritten.
+pub async fn prepare_replace(
     ctx: &SessionContext,
+    table: Table,
     opened: &DeltaTable,
-    staged: StagedFiles,
     column: &str,
     value: &str,
-) -> Result<Replaced, StorageError> {
-    let table = staged.table;
+) -> Result<Replacement, StorageError> {
     let to_error = delta_error(table);
     let df_error = |e: datafusion::error::DataFusionError| to_error(DeltaTableError::from(e));
     let provider = opened
@@ -235,7 +268,7 @@ pub async fn commit_replacing(
     // Data files as the scan names them, and as the log does (decoded, relative).
     let mut scanned = Vec::new();
     let mut files = HashSet::new();
-    let mut rows_removed = 0u64;
+    let mut rows = 0u64;
     for batch in &matching {
         let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)
             .map_err(|e| df_error(e.into()))?;
@@ -247,7 +280,7 @@ pub async fn commit_replacing(
                 scanned.push(name.to_string());
                 files.insert(percent_decode_str(name).decode_utf8_lossy().to_string());
             }
-            rows_removed += count.unwrap_or(0) as u64;
+            rows += count.unwrap_or(0) as u64;
         }
     }
     if !scanned.is_empty() {
@@ -270,28 +303,48 @@ pub async fn commit_replacing(
             });
         }
     }
-    let mut actions: Vec<Action> = staged.adds.into_iter().map(Action::Add).collect();
+    let mut removes = Vec::new();
     let mut views = opened.get_active_add_actions_by_partitions(&[]);
-    let mut found = 0;
     while let Some(view) = views.try_next().await.map_err(&to_error)? {
         let path = percent_decode_str(&view.path())
             .decode_utf8_lossy()
             .to_string();
         if files.contains(&path) || files.iter().any(|f| f.ends_with(&format!("/{path}"))) {
-            actions.push(Action::Remove(view.remove_action(true)));
-            found += 1;
+            removes.push(Action::Remove(view.remove_action(true)));
         }
     }
-    if found != files.len() {
+    if removes.len() != files.len() {
         return Err(to_error(DeltaTableError::Generic(format!(
-            "{} data files hold rows with {column} = {value:?} but {found} were found in the log",
-            files.len()
+            "{} data files hold rows with {column} = {value:?} but {} were found in the log",
+            files.len(),
+            removes.len()
         ))));
     }
+    Ok(Replacement {
+        table,
+        removes,
+        predicate: format!("{column} = '{}'", value.replace('\'', "''")),
+        rows,
+    })
+}
+
+/// Commits `staged` to `opened` in one version that also removes the rows of `replacement`.
+/// `opened` must be the version `replacement` was prepared from; a concurrent commit that
+/// touched those files makes this one fail (Delta's conflict check) rather than duplicate.
+pub async fn commit_replacing(
+    opened: &DeltaTable,
+    staged: Option<StagedFiles>,
+    replacement: Replacement,
+) -> Result<Replaced, StorageError> {
+    let to_error = delta_error(replacement.table);
+    let mut actions: Vec<Action> = staged
+        .map(|s| s.adds.into_iter().map(Action::Add).collect())
+        .unwrap_or_default();
+    actions.extend(replacement.removes);
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by: None,
-        predicate: Some(format!("{column} = '{}'", value.replace('\'', "''"))),
+        predicate: Some(replacement.predicate),
     };
     let state = opened.snapshot().map_err(&to_error)?;
     let committed = CommitBuilder::from(CommitProperties::default())
@@ -305,7 +358,7 @@ pub async fn commit_replacing(
         .map_err(&to_error)?;
     Ok(Replaced {
         version: committed.version() as i64,
-        rows_removed,
+        rows_removed: replacement.rows,
     })
 }
 

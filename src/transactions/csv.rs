@@ -44,6 +44,8 @@ pub enum CsvError {
         column: &'static str,
         found: String,
     },
+    #[error("{path}: lines end with a lone carriage return (classic Mac CSV); convert the file to LF or CRLF line ends first (e.g. `tr '\\r' '\\n'`)")]
+    CrLineEnds { path: PathBuf },
     #[error("{path}: the file is empty (no header line)")]
     NoHeader { path: PathBuf },
     #[error("{path}: building a batch: {source}")]
@@ -332,6 +334,9 @@ pub struct TransactionCsv {
     reader: RecordReader<Box<dyn Read + Send>>,
     columns: Columns,
     decimals: DecimalMark,
+    /// The comma mark came from `auto` (a `;` file), not from the user: amounts it cannot
+    /// tell from point-decimal ones are refused.
+    decimals_guessed: bool,
     record: Record,
     builders: RowBuilders,
     rejects: RejectBuilders,
@@ -386,7 +391,15 @@ impl TransactionCsv {
         };
         let input: Box<dyn Read + Send> = Box::new(input);
         let mut reader = RecordReader::new(input, limits);
-        let delimiter = sniff_delimiter(reader.head().map_err(io)?);
+        let head = reader.head().map_err(io)?;
+        let delimiter = sniff_delimiter(head);
+        // Lines ended by a lone CR (classic Mac "CSV (Macintosh)") would make every line
+        // count, limit and resync of the reader wrong; refuse them instead of guessing.
+        if head.contains(&b'\r') && !head.contains(&b'\n') {
+            return Err(CsvError::CrLineEnds {
+                path: path.to_path_buf(),
+            });
+        }
         reader.set_delimiter(delimiter);
         let mut header = Record::default();
         match reader.read(&mut header).map_err(io)? {
@@ -410,6 +423,8 @@ impl TransactionCsv {
             reader,
             columns,
             decimals: decimals.resolve(delimiter),
+            decimals_guessed: decimals == DecimalSeparator::Auto
+                && decimals.resolve(delimiter) == DecimalMark::Comma,
             record: Record::default(),
             builders: RowBuilders::new(),
             rejects: RejectBuilders::new(source_file),
@@ -516,6 +531,17 @@ impl TransactionCsv {
             })
     }
 
+    /// The decimal mark amounts are read with (resolved from `auto`): part of what a load of
+    /// this content means, so a re-load with another mark is not "the same content".
+    pub fn decimal_mark(&self) -> DecimalMark {
+        self.decimals
+    }
+
+    /// Whether the comma mark was guessed by `auto` (see [`Self::decimal_mark`]).
+    pub fn decimal_mark_guessed(&self) -> bool {
+        self.decimals_guessed
+    }
+
     /// The counts of the rows read so far (all of them once `next_batch` returned `None`).
     pub fn counts(&self) -> &LoadCounts {
         &self.counts
@@ -599,11 +625,24 @@ impl TransactionCsv {
         let date = date_field(cols.date, "date")?;
         let value_date = date_field(cols.value_date, "value_date")?;
         let decimals = self.decimals;
+        let guessed = self.decimals_guessed;
         let money_field =
             |index: usize, name: &'static str, signed: bool| -> Result<Option<i128>, Fault> {
                 let t = text(index, name)?;
                 let value = fields::amount(t, decimals)
                     .map_err(|e| Fault::new(name, RejectReason::BadAmount, e.to_string()))?;
+                if guessed && fields::point_thousands_only(t) {
+                    return Err(Fault::new(
+                        name,
+                        RejectReason::BadAmount,
+                        format!(
+                            "{} is ambiguous: comma decimals were assumed for this ;-delimited \
+                             file, but it could also be a point-decimal amount; load with \
+                             --decimal-separator , or --decimal-separator .",
+                            fields::quoted(t.trim())
+                        ),
+                    ));
+                }
                 if !signed && value.is_some_and(|v| v < 0) {
                     return Err(Fault::new(
                         name,

@@ -341,6 +341,26 @@ pub fn amount(text: &str, mark: DecimalMark) -> Result<Option<i128>, AmountError
     Ok(Some(if negative { -value } else { value }))
 }
 
+/// `1.234` or `12.500`: one `.` followed by exactly three digits and nothing else. With comma
+/// decimals that is a thousands group; with point decimals, three decimals (KWD, BHD, OMR have
+/// three). When the comma convention was only guessed (`auto` on a `;` file) it is ambiguous.
+pub fn point_thousands_only(text: &str) -> bool {
+    let s = text
+        .trim()
+        .trim_start_matches(['(', '-'])
+        .trim_end_matches(')');
+    match s.split_once('.') {
+        Some((int, frac)) => {
+            !int.is_empty()
+                && int.len() <= 3
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && frac.len() == 3
+                && frac.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
 /// A currency cell that is not a three-letter code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a three-letter currency code")]
@@ -521,6 +541,24 @@ mod tests {
         let message = point(&long).unwrap_err().to_string();
         assert!(message.contains("too large"), "{message}");
         assert!(message.len() < 200, "{}", message.len());
+    }
+
+    #[test]
+    fn a_lone_group_of_three_after_a_point_is_flagged() {
+        for ambiguous in ["1.234", " 12.500 ", "(1.250)", "-999.000"] {
+            assert!(point_thousands_only(ambiguous), "{ambiguous}");
+        }
+        for clear in [
+            "1.234,56",
+            "1.234.567",
+            "12.50",
+            "1234.567",
+            "1 234",
+            "12,500",
+            "5",
+        ] {
+            assert!(!point_thousands_only(clear), "{clear}");
+        }
     }
 
     #[test]

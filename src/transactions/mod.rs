@@ -60,6 +60,10 @@ pub fn loads_schema() -> SchemaRef {
         Field::new("rows_loaded", DataType::Int64, false),
         Field::new("rows_rejected", DataType::Int64, false),
         Field::new("loaded_at", timestamp_type(), false),
+        // The decimal mark amounts were read with (`.`, `,`, or `auto(,)` when `auto` guessed
+        // comma decimals and refused ambiguous amounts): with the hash, what makes two
+        // loads "the same content" (a re-load with the other mark reads other amounts).
+        Field::new("decimal_separator", DataType::Utf8, false),
     ]))
 }
 
