@@ -406,3 +406,32 @@ fn rate_dates_are_the_latest_usable_day_by_an_independent_check() {
     lake.run(&["vacuum", "--retention-hours", "0"]);
     common::python("check_lake.py", &[path.to_str().unwrap(), "EUR", "3"]);
 }
+
+#[test]
+fn two_rates_for_one_day_are_refused_not_picked() {
+    let lake = golden_lake();
+    // Another writer appends a second, different INR rate for 2017-06-29.
+    let rates = lake.path().join("api_response/response");
+    let script = "import sys, pyarrow.compute as pc\n\
+from deltalake import DeltaTable, write_deltalake\n\
+t = DeltaTable(sys.argv[1]).to_pyarrow_table().sort_by('run_date')\n\
+row = t.filter(pc.equal(t['target_currency'], 'INR')).slice(0, 1)\n\
+rate = pc.multiply(row['rates_base_usd'].cast('float64'), 2).cast(row.schema.field('rates_base_usd').type)\n\
+row = row.set_column(row.schema.get_field_index('rates_base_usd'), 'rates_base_usd', rate)\n\
+write_deltalake(sys.argv[1], row, mode='append')\n";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, rates.to_str().unwrap()])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let before = lake.commits("banktxn/processed");
+    let failed = lake.try_run(&["normalize"]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("2017-06-29 INR"), "{stderr}");
+    assert_eq!(lake.commits("banktxn/processed"), before);
+}

@@ -25,6 +25,7 @@ use crate::storage::delta::{self, WriteMode};
 use crate::storage::{Lake, Table};
 
 const NORMALIZE_SQL: &str = include_str!("../../sql/normalize.sql");
+const RATE_CONFLICTS_SQL: &str = include_str!("../../sql/rate_conflicts.sql");
 
 /// The longest `--max-rate-age`: a year (a leap year's 366 days). Older rates are not a
 /// conversion, they are a guess.
@@ -158,6 +159,7 @@ pub async fn normalize(
         }
         None => WriteMode::Overwrite,
     };
+    check_one_rate_per_day(engine).await?;
     report.rows_in = transactions.count().await? as u64;
     report
         .stage_ms
@@ -233,6 +235,33 @@ fn unconverted_detail(report: &NormalizeReport) -> String {
         .map(|(c, n)| format!("{c}: {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Refuses a rates table with two different rates for one currency and day: the as-of join
+/// would pick one of them arbitrarily. (fxpipe's ingest replaces a day's rows, so only another
+/// writer can cause this.)
+async fn check_one_rate_per_day(engine: &Engine) -> Result<(), JobError> {
+    let conflicts = engine
+        .ctx()
+        .sql(RATE_CONFLICTS_SQL)
+        .await?
+        .collect()
+        .await?;
+    let mut found = Vec::new();
+    for batch in &conflicts {
+        let days = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        let codes = arrow::compute::cast(batch.column(1), &DataType::Utf8)?;
+        for (day, code) in days.as_string::<i32>().iter().zip(codes.as_string::<i32>()) {
+            found.push(format!("{} {}", day.unwrap_or("?"), code.unwrap_or("?")));
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(JobError::Invalid(format!(
+        "the rates table has different rates for the same currency and day ({}); re-ingest those dates with `fxpipe ingest` so each has one rate",
+        found.join(", ")
+    )))
 }
 
 /// The base currencies the processed table's rows are in (none when it is empty or missing).
