@@ -78,8 +78,13 @@ SELECT t.account_no,
        t.source_line,
        CAST(date_part('year', t.date) AS INT) AS year,
        CAST(date_part('month', t.date) AS INT) AS month
-FROM transactions t
-LEFT JOIN rate_calendar w
-       ON w.currency = t.withdrawal_currency AND w.day = t.value_date
-LEFT JOIN rate_calendar d
-       ON d.currency = t.deposit_currency AND d.day = t.value_date
+-- The small rate calendar is the left (hash-build) side of each join and the transactions
+-- stream through as the probe side: DataFusion has no row count for the unnested calendar, so
+-- it keeps the written order, and `transactions LEFT JOIN rate_calendar` would build hash
+-- tables of every transaction (gigabytes at 10M rows).
+FROM rate_calendar d
+RIGHT JOIN (
+    rate_calendar w
+    RIGHT JOIN transactions t
+           ON w.currency = t.withdrawal_currency AND w.day = t.value_date
+) ON d.currency = t.deposit_currency AND d.day = t.value_date
