@@ -118,6 +118,15 @@ pub async fn normalize(
         ..Default::default()
     };
     let ctx = engine.ctx();
+    // The rate calendar (the build side of both joins) is small: broadcast it to every
+    // partition of the transactions instead of hash-repartitioning millions of rows twice.
+    // DataFusion cannot tell it is small (no row count after the unnest), so say so here.
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .optimizer
+        .repartition_joins = false;
     if !engine.register_table(lake, Table::Transactions).await? {
         return Err(JobError::MissingTable(
             "transactions",
