@@ -350,18 +350,8 @@ fn run_sh_builds_where_cargo_run_builds() {
 #[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {
     let lake = Lake::new();
-    let rates = format!("file://{}", common::golden_dir().join("rates").display());
     // 2017-06-30 has no file and 2017-07-02 is an error body: each logs a warning.
-    let output = lake.try_run(&[
-        "ingest",
-        "--source",
-        &rates,
-        "--from",
-        "2017-06-29",
-        "--to",
-        "2017-07-02",
-    ]);
-    assert!(output.status.success());
+    let output = common::ingest_golden_rates(&lake, "2017-07-02");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("WARN"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");

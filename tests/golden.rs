@@ -266,7 +266,7 @@ fn a_month_rewrite_in_another_base_currency_is_refused() {
     );
     let commits = lake.commits("banktxn/processed");
     let before = lake.query("SELECT * FROM processed ORDER BY source_line");
-    let output = lake.try_run(&[
+    let june_in_eur = [
         "--base-currency",
         "EUR",
         "normalize",
@@ -274,7 +274,8 @@ fn a_month_rewrite_in_another_base_currency_is_refused() {
         "2017-06",
         "--to",
         "2017-06",
-    ]);
+    ];
+    let output = lake.try_run(&june_in_eur);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -292,15 +293,7 @@ fn a_month_rewrite_in_another_base_currency_is_refused() {
     );
     // The whole table converts; then month rewrites in EUR are fine.
     lake.run(&["--base-currency", "EUR", "normalize"]);
-    lake.run(&[
-        "--base-currency",
-        "EUR",
-        "normalize",
-        "--from",
-        "2017-06",
-        "--to",
-        "2017-06",
-    ]);
+    lake.run(&june_in_eur);
     assert_eq!(
         lake.scalar("SELECT string_agg(DISTINCT base_currency, ',') FROM processed"),
         "EUR"

@@ -108,10 +108,11 @@ pub fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// Ingests the golden rate files from 2017-06-29 to `to`.
-pub fn ingest_golden_rates(lake: &Lake, to: &str) {
+/// Ingests the golden rate files from 2017-06-29 to `to`; returns the run's output (its
+/// stderr has the warnings for the days without rates).
+pub fn ingest_golden_rates(lake: &Lake, to: &str) -> Output {
     let rates = format!("file://{}", golden_dir().join("rates").display());
-    lake.run(&[
+    let output = lake.try_run(&[
         "ingest",
         "--source",
         &rates,
@@ -120,6 +121,12 @@ pub fn ingest_golden_rates(lake: &Lake, to: &str) {
         "--to",
         to,
     ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// A lake with the golden rates and transactions, normalized to SGD.
