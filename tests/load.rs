@@ -331,3 +331,32 @@ fn lone_carriage_return_line_ends_are_refused_naming_the_file() {
     );
     assert!(!lake.path().join("banktxn/parquet/_delta_log").exists());
 }
+
+#[test]
+fn a_lake_from_before_path_identity_is_refused_with_what_to_do() {
+    let lake = Lake::new();
+    // The earlier fxpipe's `loads` table: file names only, no decimal_separator column.
+    let loads = lake.path().join("banktxn/loads");
+    let script = "import sys, pyarrow as pa\n\
+from deltalake import write_deltalake\n\
+write_deltalake(sys.argv[1], pa.table({'source_file': ['statement.csv'], 'source_hash': ['00'], \
+'rows_read': [1], 'rows_loaded': [1], 'rows_rejected': [0]}))\n";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, loads.to_str().unwrap()])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = write(&lake.file("statement.csv"), &export("111", 2, "10"));
+    let output = lake.try_run(&["load", path.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("written by an earlier fxpipe") && stderr.contains("new lake"),
+        "{stderr}"
+    );
+    assert_eq!(data_files(&lake.path().join("banktxn/parquet")), 0);
+}

@@ -171,9 +171,12 @@ async fn commit_file(
         staged::prepare_replace(ctx, Table::Rejects, &tables[1], "source_file", source_file)
             .await?,
     ];
-    let had_loads_row = has_loads_row(engine, lake, source_file).await?;
+    let LoadsLookup {
+        had_loads_row,
+        loaded_as,
+    } = look_up_loads(engine, lake, source_file, &content).await?;
 
-    if let Some(earlier) = loaded_as(engine, lake, &content).await? {
+    if let Some(earlier) = loaded_as {
         info!(%source_file, %earlier, "same content already loaded, skipping");
         rows.discard().await?;
         rejects.discard().await?;
@@ -362,19 +365,46 @@ fn first_text(batches: &[RecordBatch]) -> Result<Option<String>, JobError> {
     Ok((!text.is_null(0)).then(|| text.value(0).to_string()))
 }
 
-/// The path the same content (bytes and decimal mark) was loaded under, if any.
-async fn loaded_as(
+/// What the `loads` table says about a path and a content.
+struct LoadsLookup {
+    /// The path has a `loads` row (its rows in the data tables are complete).
+    had_loads_row: bool,
+    /// The path the same content (bytes and decimal mark) was loaded under, if any.
+    loaded_as: Option<String>,
+}
+
+/// Reads the `loads` table once, at its latest version, for both questions a load asks.
+async fn look_up_loads(
     engine: &Engine,
     lake: &Lake,
+    source_file: &str,
     content: &Content,
-) -> Result<Option<String>, JobError> {
+) -> Result<LoadsLookup, JobError> {
     if !engine.register_table(lake, Table::Loads).await? {
-        return Ok(None);
+        return Ok(LoadsLookup {
+            had_loads_row: false,
+            loaded_as: None,
+        });
     }
-    let earlier = engine
-        .ctx()
-        .table(Table::Loads.sql_name())
+    let loads = engine.ctx().table(Table::Loads.sql_name()).await?;
+    if !loads
+        .schema()
+        .has_column_with_unqualified_name("decimal_separator")
+    {
+        return Err(JobError::Invalid(format!(
+            "the lake at {} was written by an earlier fxpipe: its `loads` table has no \
+             decimal_separator column and its rows name files without their folders; load \
+             the exports into a new lake (--lake NEW), then normalize there",
+            lake.display()
+        )));
+    }
+    let had_loads_row = loads
+        .clone()
+        .filter(col("source_file").eq(lit(source_file)))?
+        .count()
         .await?
+        > 0;
+    let earlier = loads
         .filter(
             col("source_hash")
                 .eq(lit(content.hash.as_str()))
@@ -384,21 +414,10 @@ async fn loaded_as(
         .limit(0, Some(1))?
         .collect()
         .await?;
-    first_text(&earlier)
-}
-
-async fn has_loads_row(engine: &Engine, lake: &Lake, source_file: &str) -> Result<bool, JobError> {
-    if !engine.register_table(lake, Table::Loads).await? {
-        return Ok(false);
-    }
-    let rows = engine
-        .ctx()
-        .table(Table::Loads.sql_name())
-        .await?
-        .filter(col("source_file").eq(lit(source_file)))?
-        .count()
-        .await?;
-    Ok(rows > 0)
+    Ok(LoadsLookup {
+        had_loads_row,
+        loaded_as: first_text(&earlier)?,
+    })
 }
 
 /// Replaces the path's `loads` row in one commit: with the new content's row, or with none.
