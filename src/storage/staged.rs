@@ -56,14 +56,12 @@ pub struct StagedWriter {
     table: Table,
     store: ObjectStoreRef,
     writer: DeltaWriter,
-    rows: u64,
 }
 
 impl std::fmt::Debug for StagedWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StagedWriter")
             .field("table", &self.table)
-            .field("rows", &self.rows)
             .finish()
     }
 }
@@ -74,8 +72,6 @@ pub struct StagedFiles {
     table: Table,
     store: ObjectStoreRef,
     adds: Vec<Add>,
-    /// Rows in the files.
-    pub rows: u64,
 }
 
 impl StagedWriter {
@@ -113,12 +109,10 @@ impl StagedWriter {
             table,
             writer: DeltaWriter::new(store.clone(), config),
             store,
-            rows: 0,
         })
     }
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), StorageError> {
-        self.rows += batch.num_rows() as u64;
         self.writer
             .write(batch)
             .await
@@ -132,7 +126,6 @@ impl StagedWriter {
             table: self.table,
             store: self.store,
             adds,
-            rows: self.rows,
         })
     }
 
