@@ -2,22 +2,97 @@
 //! temporary folder, read results back through `fxpipe sql`.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A lake for one test: a local folder, or a prefix in a bucket of its own moto server.
 pub struct Lake {
     pub dir: tempfile::TempDir,
+    /// The S3 server and bucket, for lakes on S3 (`s3://BUCKET/lake`).
+    pub s3: Option<(moto::Moto, String)>,
 }
+
+/// The bucket of S3 test lakes.
+pub const BUCKET: &str = "fxpipe-test-lake";
 
 impl Lake {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            s3: None,
         }
     }
 
+    /// A lake at `s3://fxpipe-test-lake/lake` on a moto server of its own.
+    pub fn s3() -> Self {
+        let server = moto::Moto::start();
+        server.create_bucket(BUCKET);
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            s3: Some((server, BUCKET.to_string())),
+        }
+    }
+
+    /// The local folder of a local lake (S3 lakes: a folder that stays empty).
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("lake")
+    }
+
+    /// What `--lake` gets.
+    pub fn location(&self) -> String {
+        match &self.s3 {
+            Some((_, bucket)) => format!("s3://{bucket}/lake"),
+            None => self.path().display().to_string(),
+        }
+    }
+
+    /// The moto server of an S3 lake.
+    pub fn moto(&self) -> &moto::Moto {
+        &self.s3.as_ref().expect("an S3 lake").0
+    }
+
+    /// Names of the objects (S3) or files (local) under a folder of the lake, relative to it.
+    pub fn list(&self, folder: &str) -> Vec<String> {
+        match &self.s3 {
+            Some((server, bucket)) => {
+                let prefix = format!("lake/{folder}/");
+                server
+                    .keys(bucket, &prefix)
+                    .into_iter()
+                    .map(|k| k[prefix.len()..].to_string())
+                    .collect()
+            }
+            None => {
+                let root = self.path().join(folder);
+                let mut found = Vec::new();
+                let mut dirs = vec![root.clone()];
+                while let Some(dir) = dirs.pop() {
+                    let Ok(entries) = std::fs::read_dir(&dir) else {
+                        continue;
+                    };
+                    for entry in entries.filter_map(|e| e.ok()) {
+                        let path = entry.path();
+                        if path.is_dir() {
+                            dirs.push(path);
+                        } else {
+                            let relative = path.strip_prefix(&root).unwrap_or(&path);
+                            found.push(relative.to_string_lossy().to_string());
+                        }
+                    }
+                }
+                found
+            }
+        }
+    }
+
+    /// The bytes of an object or file of the lake.
+    pub fn read(&self, relative: &str) -> Vec<u8> {
+        match &self.s3 {
+            Some((server, bucket)) => server.get(bucket, &format!("lake/{relative}")),
+            None => std::fs::read(self.path().join(relative)).expect("read lake file"),
+        }
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -44,14 +119,27 @@ impl Lake {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fxpipe"));
         command
             .arg("--lake")
-            .arg(self.path())
+            .arg(self.location())
             .args(args)
             .env_remove("RUST_LOG");
-        // Every option has an FXPIPE_* fallback: none of the caller's may change a test.
+        // Every option has an FXPIPE_* fallback, and AWS settings come from the environment:
+        // none of the caller's may change a test.
         for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("FXPIPE_") {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("FXPIPE_") || name_text.starts_with("AWS_") {
                 command.env_remove(name);
             }
+        }
+        // No shared config or credentials files of the machine running the tests.
+        command
+            .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.dir.path().join("no-aws-credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        if let Some((server, _)) = &self.s3 {
+            command.envs(server.env());
         }
         command
     }
@@ -81,26 +169,23 @@ impl Lake {
 
     /// Number of commits in a table's Delta log.
     pub fn commits(&self, table: &str) -> usize {
-        std::fs::read_dir(self.path().join(table).join("_delta_log"))
-            .expect("a Delta log")
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        let log = self.list(&format!("{table}/_delta_log"));
+        assert!(!log.is_empty(), "no Delta log at {table}");
+        log.iter()
+            .filter(|name| !name.contains('/') && name.ends_with(".json"))
             .count()
     }
 
     /// The newest saved report of a job, as JSON.
     pub fn latest_report(&self, job: &str) -> serde_json::Value {
-        let dir = self.path().join("_reports");
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .expect("reports folder")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().to_string())
+        let mut names: Vec<String> = self
+            .list("_reports")
+            .into_iter()
             .filter(|n| n.starts_with(&format!("{job}-")))
             .collect();
         names.sort();
         let name = names.last().expect("a report");
-        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).expect("read report"))
-            .expect("report is JSON")
+        serde_json::from_slice(&self.read(&format!("_reports/{name}"))).expect("report is JSON")
     }
 }
 
