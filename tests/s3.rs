@@ -297,3 +297,24 @@ fn moto_refuses_a_second_create_of_the_same_commit() {
     assert_eq!(put(moto.port), "200");
     assert_eq!(put(moto.port), "412");
 }
+
+#[test]
+fn load_expands_quoted_local_globs_too() {
+    let lake = Lake::new();
+    let exports = lake.file("exports");
+    std::fs::create_dir_all(exports.join("notes")).unwrap();
+    let csv = std::fs::read_to_string(golden_dir().join("transactions.csv")).unwrap();
+    std::fs::write(exports.join("2024-01.csv"), &csv).unwrap();
+    std::fs::write(
+        exports.join("2024-02.csv"),
+        csv.replace("409000611074", "409000999999"),
+    )
+    .unwrap();
+    std::fs::write(exports.join("2023-12.txt"), "not an export").unwrap();
+    let pattern = format!("{}/2024-*.csv", exports.display());
+    lake.run(&["load", &pattern]);
+    assert_eq!(lake.count("transactions"), 18);
+    let none = lake.try_run(&["load", &format!("{}/1999-*.csv", exports.display())]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no file matches"));
+}
