@@ -316,7 +316,7 @@ fn run_sh(target_dir: Option<&str>) -> String {
     };
     write(
         "cargo",
-        "#!/bin/sh\necho \"target=${CARGO_TARGET_DIR-unset}\"\necho 'test result: ok. 3 passed; 0 failed; 0 ignored'\n",
+        "#!/bin/sh\necho \"$1 target=${CARGO_TARGET_DIR-unset}\"\n[ \"$1\" = test ] && echo 'test result: ok. 3 passed; 0 failed; 0 ignored'\nexit 0\n",
     );
     write("python3", "#!/bin/sh\nexit 0\n");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/run.sh");
@@ -341,10 +341,13 @@ fn run_sh(target_dir: Option<&str>) -> String {
 #[test]
 fn run_sh_builds_where_cargo_run_builds() {
     let out = run_sh(None);
-    assert!(out.contains("target=unset\n"), "{out}");
+    // Both the build of the workspace's binaries and the tests build in the same place.
+    assert!(out.contains("build target=unset\n"), "{out}");
+    assert!(out.contains("test target=unset\n"), "{out}");
     assert!(out.contains("tests: 3 passed, 0 failed"), "{out}");
     let out = run_sh(Some("/tmp/elsewhere"));
-    assert!(out.contains("target=/tmp/elsewhere\n"), "{out}");
+    assert!(out.contains("build target=/tmp/elsewhere\n"), "{out}");
+    assert!(out.contains("test target=/tmp/elsewhere\n"), "{out}");
 }
 
 #[test]

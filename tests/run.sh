@@ -9,7 +9,9 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test "$@" 2>&1 | tee "$log" || status=$?
+# The cluster tests start the scheduler and executor binaries of the workspace.
+cargo build --workspace --bins 2>&1 | tee "$log" || status=$?
+cargo test "$@" 2>&1 | tee -a "$log" || status=$?
 # The S3 tests give fxpipe this secret key (tests/common/moto.rs) and capture its trace logs:
 # it must appear nowhere in the run's output (a failing test prints what fxpipe printed).
 secret=$(sed -n 's/^pub const SECRET_KEY: &str = "\(.*\)";$/\1/p' tests/common/moto.rs)

@@ -53,6 +53,16 @@ struct Cli {
     #[command(flatten)]
     s3: S3Args,
 
+    /// Run the job's queries on a Ballista cluster (`df://HOST:PORT`, the scheduler):
+    /// normalize, sql and report. Other commands run in this process.
+    #[arg(
+        long,
+        global = true,
+        env = "FXPIPE_CLUSTER",
+        value_name = "df://HOST:PORT"
+    )]
+    cluster: Option<String>,
+
     /// Currency every amount is converted to (any ISO 4217 code the rates carry).
     #[arg(long, global = true, env = "FXPIPE_BASE_CURRENCY", default_value = "SGD", value_parser = currency_code)]
     base_currency: String,
@@ -370,7 +380,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let s3 = cli.s3.options();
     let lake = Lake::open(&cli.lake, !reads_only, &s3).await?;
-    let engine = Engine::embedded();
+    let on_cluster = matches!(
+        cli.command,
+        Command::Normalize(_) | Command::Sql(_) | Command::Report(_)
+    );
+    let engine = match &cli.cluster {
+        Some(address) if on_cluster => Engine::cluster(address).await?,
+        Some(address) => {
+            tracing::info!(%address, "this command runs in this process, not on the cluster");
+            Engine::embedded()
+        }
+        None => Engine::embedded(),
+    };
     engine.attach(&lake);
     match cli.command {
         Command::Gen(_) => Ok(()),

@@ -4,7 +4,10 @@
 //! DataFusion embedded in this process (with delta-rs's planner, so plans can end in a Delta
 //! write); the Ballista cluster becomes a second constructor here, not an `if` in the jobs.
 
+pub mod codec;
+pub mod delta_files;
 pub mod functions;
+pub mod node;
 pub mod streams;
 
 use std::sync::Arc;
@@ -18,7 +21,27 @@ use crate::storage::{delta, Lake, StorageError, Table};
 /// A place to plan and run SQL, with fxpipe's functions installed.
 #[derive(Clone)]
 pub struct Engine {
+    /// Where the job's plans run: this process, or the cluster.
     ctx: SessionContext,
+    /// This process: plans over streams it holds, and delta-rs's writes of them. The same
+    /// session as `ctx` when embedded.
+    local: SessionContext,
+    /// The scheduler's address when plans run on a Ballista cluster.
+    cluster: Option<String>,
+}
+
+/// Why an engine could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cluster address {0:?} is not df://HOST:PORT")]
+    BadAddress(String),
+    #[error("cannot reach the Ballista scheduler at {address}: {source}; is fxpipe-scheduler running there (--cluster / FXPIPE_CLUSTER)?")]
+    Unreachable {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("setting up the cluster session: {0}")]
+    Session(#[from] datafusion::error::DataFusionError),
 }
 
 impl std::fmt::Debug for Engine {
@@ -44,14 +67,61 @@ impl Engine {
             .sql_parser
             .parse_float_as_decimal = true;
         ctx.register_udf(functions::FxConvert::udf());
-        Self { ctx }
+        Self {
+            local: ctx.clone(),
+            ctx,
+            cluster: None,
+        }
+    }
+
+    /// Plans run on the Ballista cluster whose scheduler is at `address` (`df://HOST:PORT`).
+    /// The session is the embedded one's (exact decimal literals, `fx_convert`), with fxpipe's
+    /// codecs; the scheduler is checked to be reachable here, so a wrong address fails at
+    /// once, naming it.
+    pub async fn cluster(address: &str) -> Result<Self, EngineError> {
+        use ballista::prelude::SessionContextExt;
+        let host_port = address
+            .strip_prefix("df://")
+            .filter(|rest| rest.contains(':'))
+            .ok_or_else(|| EngineError::BadAddress(address.to_string()))?;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::net::TcpStream::connect(host_port),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out after 10 s"))
+        .and_then(|connected| connected)
+        .map_err(|source| EngineError::Unreachable {
+            address: address.to_string(),
+            source,
+        })?;
+        let mut config = node::session_config();
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::remote_with_state(address, state).await?;
+        // After `remote_with_state`, which keeps only the functions it knows.
+        ctx.register_udf(functions::FxConvert::udf());
+        Ok(Self {
+            ctx,
+            local: Self::embedded().ctx,
+            cluster: Some(address.to_string()),
+        })
+    }
+
+    /// The scheduler's address, when plans run on a cluster.
+    pub fn cluster_address(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 
     /// Makes the lake's storage readable by URL in this session (`s3://bucket/…` or
     /// `file:///…`) through the lake's own store, so ad-hoc reads share its configuration.
     pub fn attach(&self, lake: &Lake) {
         let (url, store) = lake.root_store();
-        self.ctx.register_object_store(&url, store);
+        self.ctx.register_object_store(&url, store.clone());
+        self.local.register_object_store(&url, store);
     }
 
     pub fn ctx(&self) -> &SessionContext {
@@ -66,12 +136,12 @@ impl Engine {
         streams: Vec<datafusion::execution::SendableRecordBatchStream>,
     ) -> datafusion::error::Result<datafusion::dataframe::DataFrame> {
         let table = streams::table(schema, streams)?;
-        self.ctx.read_table(Arc::new(table))
+        self.local.read_table(Arc::new(table))
     }
 
     /// The session state as delta-rs's writer wants it.
     pub fn session(&self) -> Arc<dyn Session> {
-        Arc::new(self.ctx.state())
+        Arc::new(self.local.state())
     }
 
     /// Registers every table the lake holds under its SQL name, read through the Delta log at
@@ -96,6 +166,24 @@ impl Engine {
             table: table.sql_name().to_string(),
             source,
         };
+        if self.cluster.is_some() {
+            // The version's exact files as a plain Parquet scan, which travels to the cluster;
+            // the schema is delta-rs's, so columns and types are those of an embedded run.
+            let schema = opened
+                .table_provider()
+                .await
+                .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?
+                .schema();
+            let files = delta_files::DeltaFiles::resolve(lake, table, &opened).await?;
+            let provider = delta_files::DeltaFilesTable::new(files, &schema)
+                .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
+            let _ = self.ctx.deregister_table(table.sql_name());
+            self.ctx
+                .register_table(table.sql_name(), Arc::new(provider))
+                .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
+            debug!(table = table.sql_name(), version = ?opened.version(), "registered for the cluster");
+            return Ok(true);
+        }
         opened
             .update_datafusion_session(&self.ctx.state())
             .map_err(to_storage)?;

@@ -5,6 +5,7 @@
 
 pub mod delta;
 pub mod inputs;
+pub mod registry;
 pub mod s3;
 pub mod staged;
 
@@ -80,6 +81,8 @@ pub enum StorageError {
         column: String,
         value: String,
     },
+    #[error("Delta table {table} cannot be read on the cluster: {detail}")]
+    Unreadable { table: String, detail: String },
     #[error("Delta table {table}: {source}")]
     Delta {
         table: String,

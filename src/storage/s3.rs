@@ -63,6 +63,38 @@ impl Default for S3Options {
     }
 }
 
+impl S3Options {
+    /// The options from `FXPIPE_S3_*` environment variables (cluster nodes, which have no
+    /// fxpipe command line), with the defaults the CLI has.
+    pub fn from_env() -> Self {
+        let number = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let defaults = Self::default();
+        Self {
+            endpoint: std::env::var("FXPIPE_S3_ENDPOINT")
+                .ok()
+                .filter(|e| !e.is_empty()),
+            addressing: match std::env::var("FXPIPE_S3_ADDRESSING").as_deref() {
+                Ok("path") => Addressing::Path,
+                Ok("virtual") => Addressing::Virtual,
+                _ => Addressing::Auto,
+            },
+            request_timeout: number("FXPIPE_S3_TIMEOUT")
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.request_timeout),
+            max_retries: number("FXPIPE_S3_RETRIES")
+                .map(|n| n as usize)
+                .unwrap_or(defaults.max_retries),
+            retry_timeout: number("FXPIPE_S3_RETRY_TIMEOUT")
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.retry_timeout),
+        }
+    }
+}
+
 /// The AWS configuration resolved once per process; builds a store per bucket.
 #[derive(Clone)]
 pub struct S3Connector {

@@ -2,6 +2,7 @@
 //! temporary folder, read results back through `fxpipe sql`.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod moto;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,47 @@
+//! `fxpipe-scheduler`: Ballista's scheduler with fxpipe's functions, object stores and codecs.
+//! Every Ballista scheduler flag works as documented upstream (`--bind-port`,
+//! `--executor-timeout-seconds`, …); S3 settings come from this node's own environment.
+
+use std::sync::Arc;
+
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::{Config, SchedulerConfig};
+use ballista_scheduler::scheduler_process::start_server;
+use clap::Parser;
+use fxpipe::engine::node;
+use fxpipe::storage::registry::NodeStores;
+use fxpipe::storage::S3Options;
+
+fn main() -> anyhow::Result<()> {
+    // Ballista's scheduler plans deep trees recursively: its own binary uses a 32 MiB stack.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(32 * 1024 * 1024)
+        .build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level_setting));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let address = format!("{}:{}", config.bind_host, config.bind_port).parse()?;
+    let stores = Arc::new(NodeStores::from_environment(&S3Options::from_env()).await);
+    let config: SchedulerConfig = config.try_into()?;
+    let mut config = config
+        .with_override_config_producer(Arc::new(node::session_config))
+        .with_override_session_builder(Arc::new(move |session_config| {
+            node::scheduler_session(session_config, stores.clone())
+        }));
+    config.override_logical_codec = Some(node::logical_codec());
+    config.override_physical_codec = Some(node::physical_codec());
+    let cluster = BallistaCluster::new_from_config(&config).await?;
+    tracing::info!(%address, "fxpipe-scheduler listening");
+    start_server(cluster, address, Arc::new(config)).await?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! How fxpipe's plan pieces travel between client, scheduler and executors.
+//!
+//! Ballista serialises plans with DataFusion's protobuf codecs; anything of ours needs a codec
+//! that handles it and hands everything else to Ballista's own codecs (which know the shuffle
+//! nodes and the file formats). The same codec types are installed on the client, the
+//! scheduler and the executors.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use datafusion::catalog::TableProvider;
+use datafusion::common::{DataFusionError, Result, TableReference};
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+
+use super::delta_files::{DeltaFiles, DeltaFilesTable};
+
+/// Marks a table provider of ours in an encoded plan.
+const DELTA_FILES_TAG: &[u8] = b"fxpipe.delta-files.v1:";
+
+/// The logical codec: Delta table versions as [`DeltaFilesTable`]s, the rest Ballista's.
+#[derive(Debug, Default)]
+pub struct FxLogicalCodec {
+    ballista: BallistaLogicalExtensionCodec,
+}
+
+impl LogicalExtensionCodec for FxLogicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
+        self.ballista.try_decode(buf, inputs, ctx)
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        self.ballista.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
+        match buf.strip_prefix(DELTA_FILES_TAG) {
+            Some(json) => {
+                let files: DeltaFiles = serde_json::from_slice(json).map_err(|e| {
+                    DataFusionError::Internal(format!("decoding the files of {table_ref}: {e}"))
+                })?;
+                Ok(Arc::new(DeltaFilesTable::new(files, &schema)?))
+            }
+            None => self
+                .ballista
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        }
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let any: &dyn std::any::Any = node.as_ref();
+        match any.downcast_ref::<DeltaFilesTable>() {
+            Some(table) => {
+                buf.extend_from_slice(DELTA_FILES_TAG);
+                serde_json::to_writer(&mut *buf, table.files()).map_err(|e| {
+                    DataFusionError::Internal(format!("encoding the files of {table_ref}: {e}"))
+                })
+            }
+            None => self
+                .ballista
+                .try_encode_table_provider(table_ref, node, buf),
+        }
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
+        self.ballista.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
+        self.ballista.try_encode_file_format(buf, node)
+    }
+}
+
+/// The physical codec: Ballista's for now (its shuffle nodes, DataFusion's own nodes); fxpipe's
+/// write and parse nodes join it here.
+#[derive(Debug, Default)]
+pub struct FxPhysicalCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for FxPhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.ballista.try_decode(buf, inputs, ctx, converter)
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        self.ballista.try_encode(node, buf, converter)
+    }
+}

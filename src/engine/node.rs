@@ -1,0 +1,93 @@
+//! What fxpipe adds to a Ballista scheduler or executor: its functions, its object stores and
+//! its codecs. The binaries (`scheduler/`, `executor/`) are Ballista's own with these installed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::registry::BallistaFunctionRegistry;
+use datafusion::execution::context::SessionState;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use datafusion::prelude::SessionConfig;
+
+use super::codec::{FxLogicalCodec, FxPhysicalCodec};
+use super::functions::FxConvert;
+use crate::storage::registry::NodeStores;
+
+/// The session config every node starts from: Ballista's, with fxpipe's codecs.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_ballista_logical_extension_codec(Arc::new(FxLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(FxPhysicalCodec::default()))
+}
+
+/// A runtime over the node's object stores; spill files go to `work_dir` when given.
+pub fn runtime(
+    stores: Arc<NodeStores>,
+    work_dir: Option<PathBuf>,
+) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(stores);
+    if let Some(dir) = work_dir {
+        builder = builder.with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir])),
+        );
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// The scheduler's session: it plans (and reads file metadata) with fxpipe's functions and
+/// object stores. Functions are registered after `build()`: the builder's function list would
+/// replace the defaults.
+pub fn scheduler_session(
+    config: SessionConfig,
+    stores: Arc<NodeStores>,
+) -> datafusion::error::Result<SessionState> {
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime(stores, None)?)
+        .with_default_features()
+        .build();
+    state.register_udf(Arc::new(FxConvert::udf()))?;
+    Ok(state)
+}
+
+/// The functions an executor can run: every function a client's session knows (DataFusion's
+/// defaults, including the nested ones such as `generate_series` that Ballista's default
+/// registry lacks), plus fxpipe's. A plan naming a function the executor lacks cannot be
+/// decoded there.
+pub fn function_registry() -> BallistaFunctionRegistry {
+    let state = SessionStateBuilder::new().with_default_features().build();
+    let mut registry = BallistaFunctionRegistry::default();
+    for (name, function) in state.scalar_functions() {
+        registry
+            .scalar_functions
+            .insert(name.clone(), function.clone());
+    }
+    for (name, function) in state.aggregate_functions() {
+        registry
+            .aggregate_functions
+            .insert(name.clone(), function.clone());
+    }
+    for (name, function) in state.window_functions() {
+        registry
+            .window_functions
+            .insert(name.clone(), function.clone());
+    }
+    let convert = Arc::new(FxConvert::udf());
+    registry
+        .scalar_functions
+        .insert(convert.name().to_string(), convert);
+    registry
+}
+
+/// The physical codec of an executor.
+pub fn physical_codec() -> Arc<FxPhysicalCodec> {
+    Arc::new(FxPhysicalCodec::default())
+}
+
+/// The logical codec of the scheduler.
+pub fn logical_codec() -> Arc<FxLogicalCodec> {
+    Arc::new(FxLogicalCodec::default())
+}

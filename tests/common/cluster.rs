@@ -1,0 +1,172 @@
+//! A loopback Ballista cluster for the tests: `fxpipe-scheduler` and two `fxpipe-executor`s as
+//! separate processes on 127.0.0.1 and free ports, with failure detection tuned for tests
+//! (seconds, not Ballista's minutes). Every process is killed when the cluster is dropped,
+//! also when a test fails.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::moto::free_port;
+
+pub struct Cluster {
+    pub scheduler: Child,
+    pub executors: Vec<Child>,
+    pub port: u16,
+    pub work: tempfile::TempDir,
+}
+
+/// A binary of the workspace, built beside the `fxpipe` binary (`tests/run.sh` builds them).
+pub fn binary(name: &str) -> PathBuf {
+    let fxpipe = PathBuf::from(env!("CARGO_BIN_EXE_fxpipe"));
+    let path = fxpipe.with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, as tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+impl Cluster {
+    /// Starts a scheduler and `executors` executors; returns once all have registered.
+    pub fn start(executors: usize, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let work = tempfile::tempdir().expect("work dir");
+        let scheduler = Command::new(binary("fxpipe-scheduler"))
+            .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
+            .args(["--bind-port", &port.to_string()])
+            .args(["--executor-timeout-seconds", "5"])
+            .args(["--expire-dead-executor-interval-seconds", "1"])
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(work.path(), "scheduler.log"))
+            .spawn()
+            .expect("start fxpipe-scheduler");
+        let mut cluster = Self {
+            scheduler,
+            executors: Vec::new(),
+            port,
+            work,
+        };
+        cluster.wait_for(|c| c.http_get("/api/version").is_some(), "the scheduler");
+        for n in 0..executors {
+            cluster.add_executor(n, env);
+        }
+        cluster.wait_for(
+            |c| c.executor_count() >= executors,
+            "the executors to register",
+        );
+        cluster
+    }
+
+    fn add_executor(&mut self, n: usize, env: &[(&str, String)]) {
+        let dir = self.work.path().join(format!("executor-{n}"));
+        std::fs::create_dir_all(&dir).expect("executor work dir");
+        let child = Command::new(binary("fxpipe-executor"))
+            .args(["--scheduler-host", "127.0.0.1"])
+            .args(["--scheduler-port", &self.port.to_string()])
+            .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
+            .args(["--bind-port", &free_port().to_string()])
+            .args(["--bind-grpc-port", &free_port().to_string()])
+            .args(["--bind-health-port", &free_port().to_string()])
+            .args(["--work-dir", dir.to_str().expect("utf-8 path")])
+            .args(["--vcores", "2"])
+            .args(["--executor-heartbeat-interval-seconds", "1"])
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(self.work.path(), &format!("executor-{n}.log")))
+            .spawn()
+            .expect("start fxpipe-executor");
+        self.executors.push(child);
+    }
+
+    /// `df://127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("df://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_for(&self, ready: impl Fn(&Self) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn executor_count(&self) -> usize {
+        self.http_get("/api/executors")
+            .map(|body| body.matches("\"id\"").count())
+            .unwrap_or(0)
+    }
+
+    /// A GET to the scheduler's REST API; the body, if it answered 200.
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.contains(" 200 ").then(|| body.to_string())
+    }
+}
+
+/// Each process logs to a file in the cluster's work dir; a failing test prints them.
+fn log_file(dir: &std::path::Path, name: &str) -> Stdio {
+    std::fs::File::create(dir.join(name))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+impl Cluster {
+    /// The warnings and errors the cluster's processes logged.
+    pub fn problems(&self) -> String {
+        let mut out = String::new();
+        let mut names: Vec<_> = std::fs::read_dir(self.work.path())
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        names.sort();
+        for path in names
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for line in text
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            {
+                out.push_str(&format!("{}: {line}\n", path.display()));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("cluster logs (warnings and errors):\n{}", self.problems());
+        }
+        for child in self
+            .executors
+            .iter_mut()
+            .chain(std::iter::once(&mut self.scheduler))
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
