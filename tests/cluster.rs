@@ -94,3 +94,133 @@ fn a_lake_on_s3_is_read_by_the_executors_with_their_own_credentials() {
         assert_eq!(distributed, embedded, "{query}");
     }
 }
+
+/// A lake with `rows` generated transactions over half a year, loaded and with rates.
+fn generated_lake(rows: &str) -> Lake {
+    let lake = Lake::new();
+    let rates = lake.file("rates");
+    let csv = lake.file("txns.csv");
+    lake.run(&[
+        "gen",
+        "rates",
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+        "--out",
+        rates.to_str().unwrap(),
+    ]);
+    lake.run(&[
+        "gen",
+        "transactions",
+        "--rows",
+        rows,
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    let source = format!("file://{}", rates.display());
+    lake.run(&[
+        "ingest",
+        "--source",
+        &source,
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+    ]);
+    lake.run(&["load", csv.to_str().unwrap()]);
+    lake
+}
+
+const SUMS: &str = "SELECT year, month, count(*), CAST(sum(withdrawal_sgd_amt) AS VARCHAR), CAST(sum(deposit_sgd_amt) AS VARCHAR) FROM processed GROUP BY year, month ORDER BY year, month";
+
+#[test]
+fn an_executor_killed_mid_normalize_changes_nothing_in_the_result() {
+    let lake = generated_lake("300000");
+    lake.run(&["normalize"]);
+    let undisturbed = lake.run(&["sql", SUMS, "--format", "csv"]);
+    let versions = lake.commits("banktxn/processed");
+
+    let mut cluster = Cluster::start(2, &[]);
+    let mut job = lake
+        .command(&["--cluster", &cluster.address(), "normalize"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start normalize");
+    // Kill one executor once the job has tasks running on the cluster.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cluster
+        .http_get("/api/jobs")
+        .is_some_and(|jobs| jobs.contains("job_id"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never reached the scheduler"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let still_running = job.try_wait().expect("job status").is_none();
+    cluster.executors[0].kill().expect("kill an executor");
+    let output = job.wait_with_output().expect("normalize ends");
+    assert!(
+        output.status.success(),
+        "normalize failed after an executor was killed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.problems()
+    );
+    assert!(
+        still_running,
+        "the job had finished before the executor was killed: the test proved nothing"
+    );
+    assert_eq!(lake.run(&["sql", SUMS, "--format", "csv"]), undisturbed);
+    assert_eq!(lake.commits("banktxn/processed"), versions + 1);
+}
+
+#[test]
+fn a_scheduler_lost_mid_job_fails_naming_it_and_keeps_the_previous_version() {
+    let lake = generated_lake("300000");
+    lake.run(&["normalize"]);
+    let before = lake.run(&["sql", SUMS, "--format", "csv"]);
+    let versions = lake.commits("banktxn/processed");
+
+    let mut cluster = Cluster::start(2, &[]);
+    let address = cluster.address();
+    let mut job = lake
+        .command(&["--cluster", &address, "normalize"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start normalize");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cluster
+        .http_get("/api/jobs")
+        .is_some_and(|jobs| jobs.contains("job_id"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never reached the scheduler"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let still_running = job.try_wait().expect("job status").is_none();
+    cluster.scheduler.kill().expect("kill the scheduler");
+    let output = job.wait_with_output().expect("normalize ends");
+    assert!(
+        still_running,
+        "the job had finished before the scheduler was killed"
+    );
+    assert!(
+        !output.status.success(),
+        "normalize succeeded without its scheduler"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&address), "{stderr}");
+    assert_eq!(lake.commits("banktxn/processed"), versions);
+    assert_eq!(lake.run(&["sql", SUMS, "--format", "csv"]), before);
+}

@@ -393,6 +393,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => Engine::embedded(),
     };
     engine.attach(&lake);
+    let cluster = engine.cluster_address().map(str::to_string);
+    let result = run_command(cli, engine, lake, &s3).await;
+    match cluster {
+        // A job that failed on the cluster says where it ran (the scheduler may be gone).
+        Some(address) => {
+            result.with_context(|| format!("the job ran on the Ballista cluster at {address}"))
+        }
+        None => result,
+    }
+}
+
+/// Runs the command on an engine and lake already set up.
+async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> anyhow::Result<()> {
     match cli.command {
         Command::Gen(_) => Ok(()),
         Command::Ingest(args) => {
@@ -412,7 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = LoadOptions {
                 decimal_separator: args.decimal_separator,
             };
-            let inputs = inputs::resolve(&args.files, &lake, &s3).await?;
+            let inputs = inputs::resolve(&args.files, &lake, s3).await?;
             run_load(&engine, &lake, &inputs, &options).await
         }
         Command::Normalize(args) => {
