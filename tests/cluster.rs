@@ -224,3 +224,32 @@ fn a_scheduler_lost_mid_job_fails_naming_it_and_keeps_the_previous_version() {
     assert_eq!(lake.commits("banktxn/processed"), versions);
     assert_eq!(lake.run(&["sql", SUMS, "--format", "csv"]), before);
 }
+
+#[test]
+fn two_jobs_at_once_both_give_embedded_results() {
+    let lake = golden_lake();
+    let cluster = Cluster::start(2, &[]);
+    let expected: Vec<String> = QUERIES[..2]
+        .iter()
+        .map(|q| lake.run(&["sql", q, "--format", "csv"]))
+        .collect();
+    let jobs: Vec<_> = QUERIES[..2]
+        .iter()
+        .map(|q| {
+            lake.command(&["--cluster", &cluster.address(), "sql", q, "--format", "csv"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a query")
+        })
+        .collect();
+    for (job, expected) in jobs.into_iter().zip(expected) {
+        let output = job.wait_with_output().expect("query ends");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+    }
+}
