@@ -7,6 +7,7 @@ macro_rules! outln {
     };
 }
 
+mod catalog;
 mod errors;
 mod print;
 mod readonly;
@@ -79,6 +80,9 @@ enum Command {
     Vacuum(VacuumArgs),
     /// Generate sample data and run the whole pipeline on it, printing every report.
     Quickstart(QuickstartArgs),
+    /// The lake's tables in Athena or the Glue Data Catalog (no crawler); reads the lake only.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,7 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let reads_only = matches!(
         cli.command,
-        Command::Sql(_) | Command::Report(_) | Command::Vacuum(_)
+        Command::Sql(_) | Command::Report(_) | Command::Vacuum(_) | Command::Catalog(_)
     );
     let lake = Lake::open(&cli.lake, !reads_only)?;
     let engine = Engine::embedded();
@@ -352,6 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Quickstart(args) => quickstart(&engine, &lake, &cli.base_currency, &args).await,
+        Command::Catalog(command) => catalog::run(&lake, command).await,
     }
 }
 
