@@ -8,7 +8,16 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test "$@" 2>&1 | tee "$log"
+status=0
+cargo test "$@" 2>&1 | tee "$log" || status=$?
+# The S3 tests give fxpipe this secret key (tests/common/moto.rs) and capture its trace logs:
+# it must appear nowhere in the run's output (a failing test prints what fxpipe printed).
+secret=$(sed -n 's/^pub const SECRET_KEY: &str = "\(.*\)";$/\1/p' tests/common/moto.rs)
+if [ -n "$secret" ] && grep -qF "$secret" "$log"; then
+    echo "the S3 test secret key appears in the test output" >&2
+    status=1
+fi
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
