@@ -467,3 +467,58 @@ fn glue_errors_name_the_call_and_what_to_check_and_never_the_secret() {
     }
     assert!(!text(&output).contains(moto::SECRET_KEY));
 }
+
+/// A lake on S3 (a moto server of its own) with the golden rates and transactions, normalized.
+fn golden_s3_lake() -> Lake {
+    let lake = Lake::s3();
+    common::ingest_golden_rates(&lake, "2017-07-02");
+    let csv = common::golden_dir().join("transactions.csv");
+    lake.run(&["load", csv.to_str().unwrap()]);
+    lake.run(&["normalize"]);
+    lake
+}
+
+#[test]
+fn athena_ddl_of_an_s3_lake_points_at_s3_and_each_location_opens_as_delta() {
+    let lake = golden_s3_lake();
+    let out = lake.run(&["catalog", "athena", "--database", "bank_lake"]);
+    assert!(!out.contains("not on S3"), "{out}");
+    assert!(
+        out.contains("for the fxpipe lake at s3://fxpipe-test-lake/lake"),
+        "{out}"
+    );
+    let mut args = Vec::new();
+    for (table, folder) in TABLES {
+        let url = location(&lake, folder);
+        assert!(url.starts_with("s3://fxpipe-test-lake/lake/"));
+        assert!(out.contains(&ddl("bank_lake", table, &url)), "{table}:\n{out}");
+        args.push(format!("{url}={}", lake.count(table)));
+    }
+    assert_eq!(out.matches("CREATE EXTERNAL TABLE").count(), TABLES.len());
+    assert_eq!(lake.count("processed"), 9, "the golden transactions");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let checked = python_with("check_delta_locations.py", &args, &lake.moto().env());
+    assert_eq!(checked.matches("ok: s3://").count(), 6, "{checked}");
+    assert!(!out.contains(moto::SECRET_KEY));
+    assert_queries_match_reports(&lake);
+}
+
+#[test]
+fn glue_registers_the_tables_of_an_s3_lake_and_a_rerun_updates_them() {
+    let lake = golden_s3_lake();
+    let moto = lake.moto();
+    let first = glue(&lake, moto, "bank_lake");
+    assert!(first.status.success(), "{}", text(&first));
+    let said = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(said.matches(": created at s3://").count(), 6, "{said}");
+    assert!(!said.contains("not on S3"), "{said}");
+    assert_glue_tables(&lake, moto, 1);
+    let second = glue(&lake, moto, "bank_lake");
+    assert!(second.status.success(), "{}", text(&second));
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(said.matches(": updated at s3://").count(), 6, "{said}");
+    assert_glue_tables(&lake, moto, 2);
+    for output in [&first, &second] {
+        assert!(!text(output).contains(moto::SECRET_KEY));
+    }
+}
