@@ -277,6 +277,30 @@ fn athena_creditworthiness_keeps_the_bands_and_the_ratio_exact() {
 }
 
 #[test]
+fn athena_queries_read_converted_columns_named_after_the_base() {
+    // normalize --columns-follow-base writes withdrawal_eur_amt: the queries name those columns,
+    // as `fxpipe report` reads them, and give the report's numbers.
+    let lake = golden_lake();
+    lake.run(&[
+        "--base-currency",
+        "eur",
+        "normalize",
+        "--columns-follow-base",
+    ]);
+    let script = lake.run(&["catalog", "athena", "--database", "public"]);
+    assert!(!script.contains("withdrawal_sgd_amt"), "{script}");
+    assert!(script.contains("sum(withdrawal_eur_amt)"), "{script}");
+    assert!(script.contains("sum(deposit_eur_amt)"), "{script}");
+    assert_queries_match_reports(&lake);
+    let (_, sql) = queries(&script)
+        .into_iter()
+        .find(|(n, _)| n == "account-summary")
+        .unwrap();
+    let out = lake.run(&["sql", &sql, "--format", "csv"]);
+    assert!(out.contains("EUR,409000493210,4,3.48,"), "{out}");
+}
+
+#[test]
 fn every_analytics_report_has_an_athena_version() {
     let stems = |folder: &str| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
@@ -491,7 +515,10 @@ fn athena_ddl_of_an_s3_lake_points_at_s3_and_each_location_opens_as_delta() {
     for (table, folder) in TABLES {
         let url = location(&lake, folder);
         assert!(url.starts_with("s3://fxpipe-test-lake/lake/"));
-        assert!(out.contains(&ddl("bank_lake", table, &url)), "{table}:\n{out}");
+        assert!(
+            out.contains(&ddl("bank_lake", table, &url)),
+            "{table}:\n{out}"
+        );
         args.push(format!("{url}={}", lake.count(table)));
     }
     assert_eq!(out.matches("CREATE EXTERNAL TABLE").count(), TABLES.len());

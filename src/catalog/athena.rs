@@ -53,17 +53,46 @@ pub fn ddl(database: &Database, table: &CatalogTable) -> String {
     )
 }
 
+/// The converted-amount columns the queries are written with, and the names a processed table
+/// written with `normalize --columns-follow-base` has instead (`withdrawal_eur_amt`), so the
+/// queries read such a table as `fxpipe report` does (through its renaming view).
+pub fn converted_columns(processed: &CatalogTable) -> Vec<(&'static str, String)> {
+    let mut renames = Vec::new();
+    for (side, written) in [
+        ("withdrawal", "withdrawal_sgd_amt"),
+        ("deposit", "deposit_sgd_amt"),
+    ] {
+        let plain = format!("{side}_amt");
+        let prefix = format!("{side}_");
+        let found = processed
+            .columns
+            .iter()
+            .find(|c| c.starts_with(&prefix) && c.ends_with("_amt") && **c != plain);
+        if let Some(name) = found.filter(|name| *name != written) {
+            renames.push((written, name.clone()));
+        }
+    }
+    renames
+}
+
 /// A report's Athena query against `database`, without the file's leading comments (they
-/// explain the rewrite to whoever edits it, and are in the repository).
-pub fn query(database: &Database, sql: &str) -> String {
+/// explain the rewrite to whoever edits it, and are in the repository). `renames` are the
+/// converted-amount columns of [`converted_columns`].
+pub fn query(database: &Database, sql: &str, renames: &[(&str, String)]) -> String {
     let body: Vec<&str> = sql
         .lines()
         .skip_while(|line| line.trim().is_empty() || line.trim_start().starts_with("--"))
         .collect();
     // Trino quotes identifiers with double quotes; the name holds none (see `Database`).
-    body.join("\n")
+    let mut text = body
+        .join("\n")
         .trim_end()
-        .replace("{database}", &format!("\"{}\"", database.as_str()))
+        .replace("{database}", &format!("\"{}\"", database.as_str()));
+    // Column names come from our own schema (`withdrawal_<iso code>_amt`), never from a user.
+    for (written, actual) in renames {
+        text = text.replace(written, actual);
+    }
+    text
 }
 
 /// The whole script `fxpipe catalog athena` prints: the database, one `CREATE EXTERNAL TABLE`
@@ -96,17 +125,18 @@ pub fn script(database: &Database, lake_display: &str, tables: &LakeTables) -> S
             names.join(", ")
         ));
     }
-    let has_processed = tables.present.iter().any(|t| t.table == Table::Processed);
+    let processed = tables.present.iter().find(|t| t.table == Table::Processed);
     out.push_str("\n-- The analytics (fxpipe report NAME), in Trino SQL for Athena.\n");
-    if !has_processed {
+    if processed.is_none() {
         out.push_str(
             "-- They read processed, which this lake does not have yet: run `fxpipe normalize`.\n",
         );
     }
+    let renames = processed.map(converted_columns).unwrap_or_default();
     for (name, sql) in QUERIES {
         out.push_str(&format!(
             "\n{QUERY_MARKER}{name}\n{};\n",
-            query(database, sql)
+            query(database, sql, &renames)
         ));
     }
     out
@@ -133,7 +163,7 @@ mod tests {
     #[test]
     fn queries_read_the_processed_table_of_the_database_only() {
         for (name, sql) in QUERIES {
-            let rendered = query(&db(), sql);
+            let rendered = query(&db(), sql, &[]);
             assert!(rendered.contains("FROM \"bank_lake\".processed"), "{name}");
             assert!(!rendered.contains('{'), "{name}: {rendered}");
             assert!(
@@ -160,6 +190,7 @@ mod tests {
         let table = CatalogTable {
             table: Table::Processed,
             location: Url::parse("s3://bucket/it's/banktxn/processed/").unwrap(),
+            columns: Vec::new(),
         };
         assert_eq!(
             ddl(&db(), &table),

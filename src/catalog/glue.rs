@@ -180,6 +180,7 @@ mod tests {
         let input = table_input(&CatalogTable {
             table: Table::Processed,
             location: Url::parse(location).unwrap(),
+            columns: Vec::new(),
         })
         .unwrap();
         assert_eq!(input.name(), "processed");

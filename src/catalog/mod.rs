@@ -90,6 +90,8 @@ pub struct CatalogTable {
     pub table: Table,
     /// The table's folder, with a trailing slash (`s3://bucket/prefix/banktxn/processed/`).
     pub location: Url,
+    /// Column names of the latest version (from the Delta log).
+    pub columns: Vec<String>,
 }
 
 /// What the lake holds: the tables with a commit, and those it does not have yet.
@@ -106,10 +108,20 @@ pub async fn lake_tables(lake: &Lake) -> Result<LakeTables, CatalogError> {
     let mut present = Vec::new();
     let mut missing = Vec::new();
     for table in TABLES {
-        if delta::open(lake, table).await?.is_some() {
+        if let Some(opened) = delta::open(lake, table).await? {
+            let snapshot = opened.snapshot().map_err(|source| StorageError::Delta {
+                table: table.sql_name().to_string(),
+                source,
+            })?;
+            let columns = snapshot
+                .schema()
+                .fields()
+                .map(|field| field.name().to_string())
+                .collect();
             present.push(CatalogTable {
                 table,
                 location: lake.table_url(table),
+                columns,
             });
         } else {
             missing.push(table);
