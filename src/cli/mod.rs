@@ -25,7 +25,8 @@ use fxpipe::jobs::load::LoadOptions;
 use fxpipe::jobs::normalize::{NormalizeOptions, YearMonth, MAX_RATE_AGE_DAYS};
 use fxpipe::jobs::{analytics, load, normalize};
 use fxpipe::report;
-use fxpipe::storage::{delta, Lake, Table};
+use fxpipe::storage::inputs::{self, Input};
+use fxpipe::storage::{delta, Addressing, Lake, S3Options, Table};
 use fxpipe::transactions::fields::DecimalSeparator;
 use print::{Format, MaxRows};
 
@@ -44,9 +45,13 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "fxpipe", version, about, after_help = EXAMPLES)]
 struct Cli {
-    /// The lake: a local folder (commands that write create it; sql, report and vacuum need it).
+    /// The lake: a local folder (commands that write create it; sql, report and vacuum need
+    /// it) or s3://bucket/prefix (the bucket must exist).
     #[arg(long, global = true, env = "FXPIPE_LAKE", default_value = "./lake")]
     lake: String,
+
+    #[command(flatten)]
+    s3: S3Args,
 
     /// Currency every amount is converted to (any ISO 4217 code the rates carry).
     #[arg(long, global = true, env = "FXPIPE_BASE_CURRENCY", default_value = "SGD", value_parser = currency_code)]
@@ -58,6 +63,68 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// How S3 is reached. Credentials and region always come from the standard AWS chain
+/// (environment, AWS_PROFILE and ~/.aws files, SSO, web identity, ECS, instance role), never
+/// from the command line.
+#[derive(Debug, Args)]
+struct S3Args {
+    /// An S3-compatible endpoint (MinIO, Ceph, moto), e.g. http://127.0.0.1:9000; default:
+    /// AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the profile's endpoint_url, else AWS S3.
+    /// Plain HTTP only when the endpoint says http://.
+    #[arg(long, global = true, env = "FXPIPE_S3_ENDPOINT", value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// Bucket addressing: auto (virtual-hosted on AWS, path-style on a custom endpoint),
+    /// path or virtual.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FXPIPE_S3_ADDRESSING",
+        default_value = "auto"
+    )]
+    s3_addressing: Addressing,
+    /// Seconds one S3 request may take before it is abandoned (and retried if idempotent).
+    #[arg(
+        long,
+        global = true,
+        env = "FXPIPE_S3_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS"
+    )]
+    s3_timeout: u64,
+    /// Retries of a failed S3 request (503 SlowDown, 5xx, 429, dropped connections), with
+    /// exponential backoff from 100 ms to 15 s.
+    #[arg(
+        long,
+        global = true,
+        env = "FXPIPE_S3_RETRIES",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    s3_retries: usize,
+    /// Seconds after a request's first attempt when no further retry starts.
+    #[arg(
+        long,
+        global = true,
+        env = "FXPIPE_S3_RETRY_TIMEOUT",
+        default_value_t = 120,
+        value_name = "SECONDS"
+    )]
+    s3_retry_timeout: u64,
+}
+
+impl S3Args {
+    fn options(&self) -> S3Options {
+        S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            addressing: self.s3_addressing,
+            request_timeout: std::time::Duration::from_secs(self.s3_timeout.max(1)),
+            max_retries: self.s3_retries,
+            retry_timeout: std::time::Duration::from_secs(self.s3_retry_timeout),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +144,8 @@ enum Command {
     Report(ReportArgs),
     /// Delete data files no table version within the retention period needs.
     Vacuum(VacuumArgs),
+    /// Compact small data files (e.g. a year of daily rate commits) into larger ones.
+    Optimize(OptimizeArgs),
     /// Generate sample data and run the whole pipeline on it, printing every report.
     Quickstart(QuickstartArgs),
 }
@@ -139,9 +208,10 @@ struct IngestArgs {
 
 #[derive(Debug, Args)]
 struct LoadArgs {
-    /// CSV files to load.
+    /// CSV files to load: paths, file:// or s3://bucket/key URLs, or quoted globs of them
+    /// ('s3://bank/exports/2024-*.csv').
     #[arg(required = true)]
-    files: Vec<PathBuf>,
+    files: Vec<String>,
     /// The character before an amount's decimals: `.`, `,` (European: 1.234,56), or auto
     /// (`,` in files delimited by `;`, `.` otherwise). Groupings that the separator in force
     /// would have to guess at, such as 12,50 with `.`, are rejected as bad_amount.
@@ -217,6 +287,13 @@ struct VacuumArgs {
 }
 
 #[derive(Debug, Args)]
+struct OptimizeArgs {
+    /// Size to aim for per data file, in MiB.
+    #[arg(long, env = "FXPIPE_OPTIMIZE_TARGET_MIB", default_value_t = 128)]
+    target_mib: u64,
+}
+
+#[derive(Debug, Args)]
 struct QuickstartArgs {
     /// Transactions to generate.
     #[arg(long, env = "FXPIPE_QUICKSTART_ROWS", default_value_t = 10_000)]
@@ -289,10 +366,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let reads_only = matches!(
         cli.command,
-        Command::Sql(_) | Command::Report(_) | Command::Vacuum(_)
+        Command::Sql(_) | Command::Report(_) | Command::Vacuum(_) | Command::Optimize(_)
     );
-    let lake = Lake::open(&cli.lake, !reads_only)?;
+    let s3 = cli.s3.options();
+    let lake = Lake::open(&cli.lake, !reads_only, &s3).await?;
     let engine = Engine::embedded();
+    engine.attach(&lake);
     match cli.command {
         Command::Gen(_) => Ok(()),
         Command::Ingest(args) => {
@@ -312,7 +391,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = LoadOptions {
                 decimal_separator: args.decimal_separator,
             };
-            run_load(&engine, &lake, &args.files, &options).await
+            let inputs = inputs::resolve(&args.files, &lake, &s3).await?;
+            run_load(&engine, &lake, &inputs, &options).await
         }
         Command::Normalize(args) => {
             let options = NormalizeOptions {
@@ -347,6 +427,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     for file in &files {
                         outln!("  {file}")?;
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Optimize(args) => {
+            for table in Table::ALL {
+                if !delta::compactable(table) {
+                    outln!(
+                        "{}: kept as written (one set of files per source file, so a re-load replaces only its own)",
+                        table.sql_name()
+                    )?;
+                    continue;
+                }
+                let target = args.target_mib.saturating_mul(1 << 20);
+                match delta::optimize(&lake, table, engine.session(), target).await? {
+                    None => outln!("{}: no table yet", table.sql_name())?,
+                    Some(c) => outln!(
+                        "{}: {} small files compacted into {} in {} partitions (version {})",
+                        table.sql_name(),
+                        c.files_removed,
+                        c.files_added,
+                        c.partitions,
+                        c.version
+                    )?,
                 }
             }
             Ok(())
@@ -399,7 +503,7 @@ async fn run_ingest(
 async fn run_load(
     engine: &Engine,
     lake: &Lake,
-    files: &[PathBuf],
+    files: &[Input],
     options: &LoadOptions,
 ) -> anyhow::Result<()> {
     let report = load::load(engine, lake, files, options).await?;
@@ -498,7 +602,7 @@ async fn quickstart(
         "\n== 3. load transactions into {}",
         lake.table_url(Table::Transactions)
     )?;
-    run_load(engine, lake, &[csv], &LoadOptions::default()).await?;
+    run_load(engine, lake, &[Input::local(csv)], &LoadOptions::default()).await?;
 
     outln!("\n== 4. normalize to {base}")?;
     let options = NormalizeOptions {

@@ -47,6 +47,13 @@ impl Engine {
         Self { ctx }
     }
 
+    /// Makes the lake's storage readable by URL in this session (`s3://bucket/…` or
+    /// `file:///…`) through the lake's own store, so ad-hoc reads share its configuration.
+    pub fn attach(&self, lake: &Lake) {
+        let (url, store) = lake.root_store();
+        self.ctx.register_object_store(&url, store);
+    }
+
     pub fn ctx(&self) -> &SessionContext {
         &self.ctx
     }

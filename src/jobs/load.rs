@@ -21,7 +21,6 @@
 //! Otherwise they are deleted, so a skipped file leaves no trace, even for plain-Parquet readers.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -38,6 +37,7 @@ use crate::engine::Engine;
 use crate::faults;
 use crate::report::{FileLoad, LoadReport};
 use crate::storage::delta::{self, WriteMode};
+use crate::storage::inputs::{Input, InputError};
 use crate::storage::staged::{self, StagedFiles, StagedWriter};
 use crate::storage::{Lake, Table};
 use crate::transactions::csv::{CsvBatch, LoadCounts, TransactionCsv};
@@ -55,14 +55,14 @@ pub struct LoadOptions {
 pub async fn load(
     engine: &Engine,
     lake: &Lake,
-    files: &[PathBuf],
+    files: &[Input],
     options: &LoadOptions,
 ) -> Result<LoadReport, JobError> {
     let started = Instant::now();
     let mut report = LoadReport::default();
-    for path in files {
-        let span = info_span!("load", file = %path.display());
-        let file = load_file(engine, lake, path, options)
+    for input in files {
+        let span = info_span!("load", file = %input.display_path().display());
+        let file = load_file(engine, lake, input, options)
             .instrument(span)
             .await?;
         report.add(file);
@@ -71,9 +71,14 @@ pub async fn load(
     Ok(report)
 }
 
-/// The identity of a local file: its absolute path with symlinks resolved (a `latest.csv`
-/// link that points at a new export each month names a new file each month).
-fn identity(path: &Path) -> Result<String, JobError> {
+/// The identity of an input: `s3://bucket/key` for an object; for a local file its absolute
+/// path with symlinks resolved (a `latest.csv` link that points at a new export each month
+/// names a new file each month).
+fn identity(input: &Input) -> Result<String, JobError> {
+    let Some(path) = input.local_path() else {
+        let name = input.display_path();
+        return Ok(name.to_string_lossy().to_string());
+    };
     let absolute = std::fs::canonicalize(path).map_err(|source| JobError::Io {
         path: path.to_path_buf(),
         source,
@@ -104,14 +109,14 @@ struct Content {
 async fn load_file(
     engine: &Engine,
     lake: &Lake,
-    path: &Path,
+    input: &Input,
     options: &LoadOptions,
 ) -> Result<FileLoad, JobError> {
     let started = Instant::now();
-    let source_file = identity(path)?;
+    let source_file = identity(input)?;
     // The header is read before anything is written: a file that is not an export at all
     // changes nothing in the lake.
-    let (reader, hasher) = open_export(path, &source_file, options)?;
+    let (reader, hasher) = open_export(input, &source_file, options).await?;
     let ctx = engine.ctx();
     let tables = [
         staged::ensure_table(
@@ -187,9 +192,17 @@ async fn commit_file(
         if !had_loads_row {
             for (table, replacement) in tables.iter().zip(replacements) {
                 if replacement.rows > 0 {
-                    orphans += staged::commit_replacing(table, None, replacement)
-                        .await?
-                        .rows_removed;
+                    orphans += staged::commit_replacing_retried(
+                        lake,
+                        ctx,
+                        table,
+                        None,
+                        replacement,
+                        "source_file",
+                        source_file,
+                    )
+                    .await?
+                    .rows_removed;
                 }
             }
         }
@@ -208,11 +221,28 @@ async fn commit_file(
     }
     faults::after("load:loads-cleared")?;
     let [rows_replacement, rejects_replacement] = replacements;
-    let replaced_rows = staged::commit_replacing(&tables[0], Some(rows), rows_replacement).await?;
+    let replaced_rows = staged::commit_replacing_retried(
+        lake,
+        ctx,
+        &tables[0],
+        Some(&rows),
+        rows_replacement,
+        "source_file",
+        source_file,
+    )
+    .await?;
     *committed = 1;
     faults::after("load:transactions")?;
-    let replaced_rejects =
-        staged::commit_replacing(&tables[1], Some(rejects), rejects_replacement).await?;
+    let replaced_rejects = staged::commit_replacing_retried(
+        lake,
+        ctx,
+        &tables[1],
+        Some(&rejects),
+        rejects_replacement,
+        "source_file",
+        source_file,
+    )
+    .await?;
     *committed = 2;
     faults::after("load:rejects")?;
     replace_loads_row(engine, lake, source_file, Some((&content, &counts))).await?;
@@ -231,22 +261,30 @@ async fn commit_file(
 
 type SharedHasher = Arc<Mutex<blake3::Hasher>>;
 
-/// Opens an export through a hashing reader and reads its header.
-fn open_export(
-    path: &Path,
+/// Opens an export through a hashing reader and reads its header (on a blocking thread: an
+/// S3 download is bridged to a blocking reader).
+async fn open_export(
+    input: &Input,
     source_file: &str,
     options: &LoadOptions,
 ) -> Result<(TransactionCsv, SharedHasher), JobError> {
-    let file = std::fs::File::open(path).map_err(|source| JobError::Io {
-        path: path.to_path_buf(),
-        source,
+    let file = input.open().await.map_err(|e| match e {
+        InputError::Local { path, source } => JobError::Io { path, source },
+        other => JobError::Input(other),
     })?;
     let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
-    let input = HashingReader {
+    let reading = HashingReader {
         inner: file,
         hasher: hasher.clone(),
     };
-    let reader = TransactionCsv::new(input, path, source_file, options.decimal_separator)?;
+    let path = input.display_path();
+    let source_file = source_file.to_string();
+    let decimals = options.decimal_separator;
+    let reader = tokio::task::spawn_blocking(move || {
+        TransactionCsv::new(reading, &path, &source_file, decimals)
+    })
+    .await
+    .map_err(|e| JobError::Invalid(format!("CSV reader task failed: {e}")))??;
     Ok((reader, hasher))
 }
 
@@ -444,14 +482,27 @@ async fn replace_loads_row(
         }
         None => RecordBatch::new_empty(loads_schema()),
     };
-    let plan = ctx.read_batch(row)?.into_unoptimized_plan();
-    delta::write(
-        lake,
-        Table::Loads,
-        engine.session(),
-        plan,
-        WriteMode::ReplaceWhere(col("source_file").eq(lit(source_file))),
-    )
-    .await?;
-    Ok(())
+    // A load of another file committing its own row at the same time is no reason to fail:
+    // the write is redone from a fresh snapshot (its rows are in hand).
+    let mut attempt = 1;
+    loop {
+        let plan = ctx.read_batch(row.clone())?.into_unoptimized_plan();
+        let written = delta::write(
+            lake,
+            Table::Loads,
+            engine.session(),
+            plan,
+            WriteMode::ReplaceWhere(col("source_file").eq(lit(source_file))),
+        )
+        .await;
+        match written {
+            Ok(_) => return Ok(()),
+            Err(e) if delta::is_conflict(&e) && attempt < delta::COMMIT_ATTEMPTS => {
+                warn!(%source_file, attempt, "a concurrent commit to loads came first: {e}; retrying");
+                delta::backoff(attempt).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

@@ -21,6 +21,8 @@ pub enum JobError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Input(crate::storage::inputs::InputError),
     #[error("building a batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     #[error("query failed: {0}")]

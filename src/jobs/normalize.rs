@@ -16,7 +16,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{cast, col, lit, Expr};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::JobError;
 use crate::engine::Engine;
@@ -105,8 +105,36 @@ fn converted_columns(suffix: &str) -> [(String, String); 2] {
     ]
 }
 
-/// Runs the job.
+/// Runs the job. A run that loses its commit to a concurrent one on the same months (or to a
+/// whole-table rewrite) redoes its whole write from the new version, a bounded number of
+/// times with backoff; runs on different months both commit at once.
 pub async fn normalize(
+    engine: &Engine,
+    lake: &Lake,
+    options: &NormalizeOptions,
+) -> Result<NormalizeReport, JobError> {
+    let mut attempt = 1;
+    loop {
+        match normalize_once(engine, lake, options).await {
+            Err(JobError::Storage(e)) if delta::is_conflict(&e) => {
+                if attempt >= delta::COMMIT_ATTEMPTS {
+                    return Err(JobError::Invalid(format!(
+                        "another writer kept committing to the processed table first                          ({attempt} attempts); nothing was written by this run: {e}"
+                    )));
+                }
+                warn!(
+                    attempt,
+                    "a concurrent commit to processed came first: {e}; redoing the write"
+                );
+                delta::backoff(attempt).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn normalize_once(
     engine: &Engine,
     lake: &Lake,
     options: &NormalizeOptions,

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use datafusion::catalog::Session;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableError};
+use tracing::warn;
 
 use super::{Lake, StorageError, Table};
 
@@ -26,6 +29,53 @@ pub enum WriteMode {
     Overwrite,
 }
 
+/// Attempts of a commit that lost to a concurrent writer (each from a fresh snapshot).
+pub const COMMIT_ATTEMPTS: u32 = 5;
+
+/// Whether a failed write lost to a concurrent commit (and redoing it from a fresh snapshot
+/// may succeed), as opposed to failing for a reason a retry would not change.
+pub fn is_conflict(error: &StorageError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        error,
+        StorageError::Delta {
+            source: DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+                    | TransactionError::MaxCommitAttempts(_)
+            } | DeltaTableError::VersionAlreadyExists(_),
+            ..
+        }
+    )
+}
+
+/// Waits before retry `attempt` (1, 2, …): exponential with jitter, so two writers that
+/// collided do not collide again.
+pub async fn backoff(attempt: u32) {
+    let base = 200u64 << attempt.min(6);
+    let jitter = rand::random::<u64>() % base;
+    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+}
+
+/// Whether the commit carrying `txn` is in `table`'s log: a commit whose answer was lost
+/// (a dropped connection after S3 stored it, then a 412 on the retry) did land, and must be
+/// recognised as this run's own rather than redone.
+pub async fn landed(
+    lake: &Lake,
+    table: Table,
+    txn: &Transaction,
+) -> Result<Option<DeltaTable>, StorageError> {
+    let Some(opened) = open(lake, table).await? else {
+        return Ok(None);
+    };
+    let version = opened
+        .snapshot()
+        .map_err(delta_error(table))?
+        .transaction_version(opened.log_store().as_ref(), &txn.app_id)
+        .await
+        .map_err(delta_error(table))?;
+    Ok((version == Some(txn.version)).then_some(opened))
+}
+
 fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
     move |source| StorageError::Delta {
         table: table.sql_name().to_string(),
@@ -35,13 +85,12 @@ fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
 
 /// Opens a table at its latest version; `None` when nothing was ever committed there.
 pub async fn open(lake: &Lake, table: Table) -> Result<Option<DeltaTable>, StorageError> {
-    let url = lake.table_url(table);
-    if let Ok(path) = url.to_file_path() {
-        if !path.join("_delta_log").is_dir() {
-            return Ok(None);
-        }
+    if !lake.has_delta_log(table).await? {
+        return Ok(None);
     }
-    let loaded = DeltaTable::try_from_url(url)
+    let loaded = lake
+        .delta_builder(table)?
+        .load()
         .await
         .map_err(delta_error(table))?;
     Ok(loaded.version().map(|_| loaded))
@@ -57,16 +106,21 @@ pub async fn write(
     plan: LogicalPlan,
     mode: WriteMode,
 ) -> Result<DeltaTable, StorageError> {
-    let url = lake.prepare_table(table)?;
+    lake.prepare_table(table)?;
     let existing = match open(lake, table).await? {
         Some(opened) => opened,
-        None => DeltaTableBuilder::from_url(url)
-            .and_then(|builder| builder.build())
+        None => lake
+            .delta_builder(table)?
+            .build()
             .map_err(delta_error(table))?,
     };
     let exists = existing.version().is_some();
+    let txn = lake.next_transaction();
     let mut builder = existing
         .write(Vec::new())
+        .with_commit_properties(
+            CommitProperties::default().with_application_transaction(txn.clone()),
+        )
         .with_input_plan(plan)
         .with_session_state(session)
         .with_table_name(table.sql_name());
@@ -85,7 +139,68 @@ pub async fn write(
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite),
     };
-    builder.await.map_err(delta_error(table))
+    match builder.await.map_err(delta_error(table)) {
+        Ok(written) => Ok(written),
+        Err(error) => match landed(lake, table, &txn).await {
+            Ok(Some(written)) => {
+                warn!(
+                    table = table.sql_name(),
+                    "the commit's answer was lost, but the log holds it: not committing again"
+                );
+                Ok(written)
+            }
+            _ => Err(error),
+        },
+    }
+}
+
+/// What `optimize` did to one table.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Compaction {
+    pub files_removed: u64,
+    pub files_added: u64,
+    pub partitions: u64,
+    /// The table's version after the compaction (unchanged when there was nothing to do).
+    pub version: i64,
+}
+
+/// Whether compacting `table` keeps fxpipe's own writes correct. `transactions` and `rejects`
+/// keep the data files of each source file apart: a re-load replaces a file's rows by
+/// removing exactly its data files, so merging files of several sources would make every
+/// later re-load of them refuse (it never rewrites other files' rows).
+pub fn compactable(table: Table) -> bool {
+    !matches!(table, Table::Transactions | Table::Rejects)
+}
+
+/// Rewrites small data files into larger ones (Delta's OPTIMIZE, bin-packing per partition),
+/// in one commit that readers see atomically; e.g. a year of daily rate commits becomes one
+/// file per month. The replaced files stay for time travel until `vacuum`.
+pub async fn optimize(
+    lake: &Lake,
+    table: Table,
+    session: Arc<dyn Session>,
+    target_bytes: u64,
+) -> Result<Option<Compaction>, StorageError> {
+    let Some(opened) = open(lake, table).await? else {
+        return Ok(None);
+    };
+    let txn = lake.next_transaction();
+    let mut builder = opened
+        .optimize()
+        .with_session_state(session)
+        .with_commit_properties(
+            CommitProperties::default().with_application_transaction(txn.clone()),
+        );
+    if let Some(target) = std::num::NonZeroU64::new(target_bytes) {
+        builder = builder.with_target_size(target);
+    }
+    let (optimized, metrics) = builder.await.map_err(delta_error(table))?;
+    Ok(Some(Compaction {
+        files_removed: metrics.num_files_removed,
+        files_added: metrics.num_files_added,
+        partitions: metrics.partitions_optimized,
+        version: optimized.version().unwrap_or_default() as i64,
+    }))
 }
 
 /// Removes data files that no version within the retention period needs, including files a

@@ -4,15 +4,42 @@
 //! of the PySpark original (kept so existing Athena tables keep working) is decided here once.
 
 pub mod delta;
+pub mod inputs;
+pub mod s3;
 pub mod staged;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use deltalake::DeltaTableBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
+
+pub use s3::{Addressing, S3Connector, S3Options};
+
+/// What to check when an S3 request fails, by the kind of failure.
+fn s3_hint(error: &object_store::Error) -> &'static str {
+    let text = error.to_string();
+    match error {
+        object_store::Error::NotFound { .. } => {
+            "the bucket name and prefix (does the bucket exist in this account and region?)"
+        }
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            "the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, the instance or task role) and that their policy allows this operation on the bucket"
+        }
+        _ if text.contains("301") || text.contains("PermanentRedirect") || text.contains("AuthorizationHeaderMalformed") => {
+            "the region (AWS_REGION or the profile's region must be the bucket's region)"
+        }
+        _ if text.contains("403") || text.contains("Forbidden") || text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") => {
+            "the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, the instance or task role) and that their policy allows this operation on the bucket"
+        }
+        _ if text.contains("NoSuchBucket") => "the bucket name (does it exist in this account and region?)",
+        _ => "the endpoint (AWS_ENDPOINT_URL / --s3-endpoint), the network path to it, and the region",
+    }
+}
 
 /// Errors locating or using the lake.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +50,25 @@ pub enum StorageError {
         source: std::io::Error,
     },
     #[error("no lake at {0}: check --lake / FXPIPE_LAKE, or create one with `fxpipe quickstart` or `fxpipe load`")]
-    NoLake(PathBuf),
-    #[error("lake location {0:?} is not supported yet: use a local folder (S3 support is on the roadmap)")]
+    NoLake(String),
+    #[error("lake location {0:?} is not supported: use a local folder, file:///path or s3://bucket/prefix")]
     Unsupported(String),
+    #[error("no AWS region: set AWS_REGION, or `region` in the profile of ~/.aws/config (fxpipe does not assume us-east-1; for MinIO or another S3-compatible store any region its clients use, e.g. us-east-1)")]
+    NoRegion,
+    #[error("no AWS credentials provider could be configured: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance with a role")]
+    NoCredentials,
+    #[error("S3 endpoint {0:?} must start with http:// or https://")]
+    BadEndpoint(String),
+    #[error(
+        "S3 {operation} of s3://{bucket}/{key} failed: {source}\n  check: {}",
+        s3_hint(source)
+    )]
+    S3 {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        source: object_store::Error,
+    },
     #[error("object store error at {location}: {source}")]
     Store {
         location: String,
@@ -107,16 +150,48 @@ impl Table {
 /// A lake root and the object store that holds it.
 #[derive(Debug, Clone)]
 pub struct Lake {
+    /// `file:///abs/lake/` or `s3://bucket/prefix/`.
     root: Url,
+    /// Rooted at the lake (reports, listings).
     store: Arc<dyn ObjectStore>,
+    /// The same storage rooted at the bucket (S3) or at `/` (local): what delta-rs and
+    /// DataFusion are given, so every reader and writer shares one client and configuration.
+    root_store: Arc<dyn ObjectStore>,
     display: String,
+    s3: Option<S3Connector>,
+    run: RunId,
+}
+
+/// This process's identity in Delta logs: every commit carries an application transaction
+/// `(fxpipe-<random>, n)`, so a commit can tell whether it already landed (see
+/// [`delta::landed`]) and is never applied twice.
+#[derive(Debug, Clone)]
+struct RunId {
+    app_id: String,
+    commits: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl RunId {
+    fn new() -> Self {
+        Self {
+            app_id: format!("fxpipe-{:032x}", rand::random::<u128>()),
+            commits: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        }
+    }
 }
 
 impl Lake {
-    /// Opens a lake at a local folder, creating it when `create` (jobs that write); readers
-    /// get an error instead, so a mistyped path is not an empty lake. `s3://` comes with the
-    /// S3 work.
-    pub fn open(location: &str, create: bool) -> Result<Self, StorageError> {
+    /// Opens a lake at a local folder or `s3://bucket/prefix`, creating a local folder when
+    /// `create` (jobs that write); readers get an error instead, so a mistyped path is not an
+    /// empty lake. On S3 the bucket must exist; it is checked here, so a wrong region,
+    /// endpoint or credentials fail before any work, with a message saying what to check.
+    pub async fn open(location: &str, create: bool, s3: &S3Options) -> Result<Self, StorageError> {
+        if let Some(rest) = location
+            .strip_prefix("s3://")
+            .or_else(|| location.strip_prefix("s3a://"))
+        {
+            return Self::open_s3(rest, create, s3).await;
+        }
         if location.contains("://") && !location.starts_with("file://") {
             return Err(StorageError::Unsupported(location.to_string()));
         }
@@ -126,7 +201,7 @@ impl Lake {
             source,
         };
         if !create && !path.is_dir() {
-            return Err(StorageError::NoLake(path));
+            return Err(StorageError::NoLake(path.display().to_string()));
         }
         std::fs::create_dir_all(&path).map_err(local)?;
         let absolute = std::fs::canonicalize(&path).map_err(local)?;
@@ -140,8 +215,94 @@ impl Lake {
         Ok(Self {
             root,
             store: Arc::new(store),
+            root_store: Arc::new(LocalFileSystem::new()),
             display: absolute.display().to_string(),
+            s3: None,
+            run: RunId::new(),
         })
+    }
+
+    async fn open_s3(rest: &str, create: bool, options: &S3Options) -> Result<Self, StorageError> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        if bucket.is_empty() {
+            return Err(StorageError::Unsupported(format!("s3://{rest}")));
+        }
+        let connector = S3Connector::from_chain(options).await?;
+        let root_store = connector.store(bucket)?;
+        let display = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        let root = Url::parse(&format!("{display}/"))
+            .map_err(|_| StorageError::Unsupported(display.clone()))?;
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            root_store.clone()
+        } else {
+            Arc::new(PrefixStore::new(root_store.clone(), prefix))
+        };
+        // One request that proves bucket, region, endpoint and credentials, and whether a
+        // lake is there.
+        let listed = store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|source| StorageError::S3 {
+                operation: "list",
+                bucket: bucket.to_string(),
+                key: format!("{prefix}/"),
+                source,
+            })?;
+        if !create && listed.common_prefixes.is_empty() && listed.objects.is_empty() {
+            return Err(StorageError::NoLake(display));
+        }
+        Ok(Self {
+            root,
+            store,
+            root_store,
+            display,
+            s3: Some(connector),
+            run: RunId::new(),
+        })
+    }
+
+    /// The application transaction for this run's next commit (unique within the run).
+    pub fn next_transaction(&self) -> deltalake::kernel::Transaction {
+        let n = self
+            .run
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        deltalake::kernel::Transaction::new(&self.run.app_id, n)
+    }
+
+    /// The S3 configuration of a lake on S3 (inputs on S3 reuse it).
+    pub fn s3(&self) -> Option<&S3Connector> {
+        self.s3.as_ref()
+    }
+
+    /// The store rooted at the lake.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Where the storage root is (`s3://bucket/` or `file:///`) and the store rooted there,
+    /// for registering on a DataFusion session.
+    pub fn root_store(&self) -> (Url, Arc<dyn ObjectStore>) {
+        let mut url = self.root.clone();
+        url.set_path("/");
+        (url, self.root_store.clone())
+    }
+
+    /// delta-rs's view of a table, through the lake's own store.
+    pub fn delta_builder(&self, table: Table) -> Result<DeltaTableBuilder, StorageError> {
+        let url = self.table_url(table);
+        Ok(DeltaTableBuilder::from_url(url.clone())
+            .map_err(|source| StorageError::Delta {
+                table: table.sql_name().to_string(),
+                source,
+            })?
+            .with_storage_backend(self.root_store.clone(), url))
     }
 
     /// Human-readable location for messages.
@@ -162,7 +323,8 @@ impl Lake {
             .unwrap_or_else(|_| self.root.clone())
     }
 
-    /// Makes sure a table's folder can be written (local folders must exist for delta-rs).
+    /// Makes sure a table's folder can be written (local folders must exist for delta-rs;
+    /// object stores have no folders).
     pub fn prepare_table(&self, table: Table) -> Result<Url, StorageError> {
         let url = self.table_url(table);
         if let Ok(path) = url.to_file_path() {
@@ -174,16 +336,46 @@ impl Lake {
         Ok(url)
     }
 
+    /// Whether a table has a Delta log (any commit file) in the store.
+    pub async fn has_delta_log(&self, table: Table) -> Result<bool, StorageError> {
+        use futures::StreamExt;
+        let log = StorePath::from(format!("{}/_delta_log", table.path()));
+        let first = self.store.list(Some(&log)).next().await;
+        match first {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(source)) => Err(self.store_error("list", &format!("{log}/"), source)),
+        }
+    }
+
+    /// An error of the lake's store, naming bucket and key on S3.
+    pub fn store_error(
+        &self,
+        operation: &'static str,
+        relative: &str,
+        source: object_store::Error,
+    ) -> StorageError {
+        match self.root.scheme() {
+            "s3" | "s3a" => StorageError::S3 {
+                operation,
+                bucket: self.root.host_str().unwrap_or_default().to_string(),
+                key: format!("{}{relative}", self.root.path().trim_start_matches('/')),
+                source,
+            },
+            _ => StorageError::Store {
+                location: self.url_of(relative).to_string(),
+                source,
+            },
+        }
+    }
+
     /// Writes a small object (job reports) atomically: readers see all of it or nothing.
     pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<String, StorageError> {
         let location = StorePath::from(relative);
         self.store
             .put(&location, PutPayload::from(bytes))
             .await
-            .map_err(|source| StorageError::Store {
-                location: relative.to_string(),
-                source,
-            })?;
+            .map_err(|source| self.store_error("put", relative, source))?;
         Ok(self.url_of(relative).to_string())
     }
 }

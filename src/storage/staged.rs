@@ -25,11 +25,13 @@ use deltalake::kernel::{Action, Add};
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::operations::get_num_idx_cols_and_stats_columns;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::ObjectStoreExt;
 use percent_encoding::percent_decode_str;
+
+use tracing::warn;
 
 use super::{delta, Lake, StorageError, Table};
 
@@ -181,9 +183,10 @@ impl Discarder {
 
 /// An object store rooted at the table's folder, as `DeltaWriter` wants it.
 fn table_store(lake: &Lake, table: Table) -> Result<ObjectStoreRef, StorageError> {
-    let url = lake.prepare_table(table)?;
-    let storage = DeltaTableBuilder::from_url(url)
-        .and_then(|b| b.build_storage())
+    lake.prepare_table(table)?;
+    let storage = lake
+        .delta_builder(table)?
+        .build_storage()
         .map_err(delta_error(table))?;
     Ok(storage.object_store(None))
 }
@@ -202,14 +205,22 @@ pub async fn ensure_table(
         .read_batch(RecordBatch::new_empty(schema))
         .map_err(|e| delta_error(table)(DeltaTableError::from(e)))?
         .into_unoptimized_plan();
-    delta::write(
+    let created = delta::write(
         lake,
         table,
         Arc::new(ctx.state()),
         empty,
         delta::WriteMode::Append,
     )
-    .await
+    .await;
+    match created {
+        Ok(created) => Ok(created),
+        // Another writer created it first (two loads into a new lake): use theirs.
+        Err(error) => match delta::open(lake, table).await {
+            Ok(Some(opened)) => Ok(opened),
+            _ => Err(error),
+        },
+    }
 }
 
 /// The removal half of a replacing commit: the data files holding every row where
@@ -323,15 +334,19 @@ pub async fn prepare_replace(
 
 /// Commits `staged` to `opened` in one version that also removes the rows of `replacement`.
 /// `opened` must be the version `replacement` was prepared from; a concurrent commit that
-/// touched those files makes this one fail (Delta's conflict check) rather than duplicate.
+/// touched those files makes this one fail (Delta's conflict check) rather than duplicate:
+/// see [`commit_replacing_retried`]. The commit carries this run's application transaction,
+/// so a commit whose answer was lost is recognised as landed, not made twice.
 pub async fn commit_replacing(
+    lake: &Lake,
     opened: &DeltaTable,
-    staged: Option<StagedFiles>,
+    staged: Option<&StagedFiles>,
     replacement: Replacement,
 ) -> Result<Replaced, StorageError> {
-    let to_error = delta_error(replacement.table);
+    let table = replacement.table;
+    let to_error = delta_error(table);
     let mut actions: Vec<Action> = staged
-        .map(|s| s.adds.into_iter().map(Action::Add).collect())
+        .map(|s| s.adds.iter().cloned().map(Action::Add).collect())
         .unwrap_or_default();
     actions.extend(replacement.removes);
     let operation = DeltaOperation::Write {
@@ -340,19 +355,67 @@ pub async fn commit_replacing(
         predicate: Some(replacement.predicate),
     };
     let state = opened.snapshot().map_err(&to_error)?;
-    let committed = CommitBuilder::from(CommitProperties::default())
-        .with_actions(actions)
-        .build(
-            Some(state as &dyn TableReference),
-            opened.log_store(),
-            operation,
-        )
-        .await
-        .map_err(&to_error)?;
+    let txn = lake.next_transaction();
+    let committed =
+        CommitBuilder::from(CommitProperties::default().with_application_transaction(txn.clone()))
+            .with_actions(actions)
+            .build(
+                Some(state as &dyn TableReference),
+                opened.log_store(),
+                operation,
+            )
+            .await;
+    let version = match committed {
+        Ok(committed) => committed.version() as i64,
+        Err(error) => match delta::landed(lake, table, &txn).await {
+            Ok(Some(landed)) => {
+                warn!(
+                    table = table.sql_name(),
+                    "the commit's answer was lost, but the log holds it: not committing again"
+                );
+                landed.version().unwrap_or_default() as i64
+            }
+            _ => return Err(to_error(error)),
+        },
+    };
     Ok(Replaced {
-        version: committed.version() as i64,
+        version,
         rows_removed: replacement.rows,
     })
+}
+
+/// [`commit_replacing`] of the rows where `column = value`, redone from a fresh snapshot when
+/// a concurrent writer committed first (bounded, with backoff): another load of another file
+/// at the same time is not a reason to fail.
+pub async fn commit_replacing_retried(
+    lake: &Lake,
+    ctx: &SessionContext,
+    opened: &DeltaTable,
+    staged: Option<&StagedFiles>,
+    replacement: Replacement,
+    column: &str,
+    value: &str,
+) -> Result<Replaced, StorageError> {
+    let table = replacement.table;
+    let mut result = commit_replacing(lake, opened, staged, replacement).await;
+    let mut attempt = 1;
+    while let Err(error) = &result {
+        if !delta::is_conflict(error) || attempt >= delta::COMMIT_ATTEMPTS {
+            break;
+        }
+        warn!(
+            table = table.sql_name(),
+            attempt, "a concurrent commit came first: {error}; retrying"
+        );
+        delta::backoff(attempt).await;
+        attempt += 1;
+        let Some(fresh) = delta::open(lake, table).await? else {
+            break;
+        };
+        let replacement = prepare_replace(ctx, table, &fresh, column, value).await?;
+        result = commit_replacing(lake, &fresh, staged, replacement).await;
+    }
+    result
 }
 
 fn arrow_cast_utf8(expr: datafusion::prelude::Expr) -> datafusion::prelude::Expr {

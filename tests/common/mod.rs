@@ -238,6 +238,26 @@ pub fn try_python(script: &str, args: &[&str]) -> Output {
         .expect("python3 runs (bash tests/run.sh installs its packages)")
 }
 
+/// Runs a Python checker from tests/ with extra environment (an S3 endpoint and credentials);
+/// panics with its output if it fails.
+pub fn python_env(script: &str, args: &[&str], env: &[(&str, String)]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let output = Command::new("python3")
+        .arg(path)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("python3 runs (bash tests/run.sh installs its packages)");
+    assert!(
+        output.status.success(),
+        "{script} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Runs a Python checker from tests/; panics with its output if it fails.
 pub fn python(script: &str, args: &[&str]) {
     let output = try_python(script, args);

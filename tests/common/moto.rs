@@ -142,13 +142,22 @@ fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String
     Some((status, String::from_utf8_lossy(&body).to_string()))
 }
 
+/// moto does not check signatures, but treats requests without one as anonymous (refused
+/// for objects written by a signed-in user): name the test user.
+pub fn authorization() -> String {
+    format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20260101/{REGION}/s3/aws4_request, SignedHeaders=host, Signature=0"
+    )
+}
+
 fn http_bytes(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        authorization(),
         body.len()
     );
     stream.write_all(head.as_bytes()).ok()?;

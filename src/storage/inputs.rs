@@ -1,0 +1,201 @@
+//! The files `fxpipe load` reads: local paths, `file://` URLs and `s3://bucket/key`, each
+//! possibly a glob (`s3://bank-lake/exports/2024-*.csv`, quoted so the shell leaves it alone).
+//!
+//! Inputs on S3 are read through the same object store configuration as an S3 lake (the AWS
+//! chain, endpoint, retries), streamed: a file is never downloaded to local disk first.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::{Lake, S3Connector, S3Options, StorageError};
+
+/// One file to load.
+#[derive(Debug, Clone)]
+pub struct Input {
+    location: Location,
+}
+
+#[derive(Debug, Clone)]
+enum Location {
+    Local(PathBuf),
+    Object {
+        store: Arc<dyn ObjectStore>,
+        bucket: String,
+        key: StorePath,
+    },
+}
+
+/// Errors finding or opening inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("no file matches {0}")]
+    NoMatch(String),
+    #[error("bad pattern {pattern}: {detail}")]
+    BadPattern { pattern: String, detail: String },
+    #[error("cannot read {path}: {source}")]
+    Local {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl Input {
+    /// A local file.
+    pub fn local(path: impl Into<PathBuf>) -> Self {
+        Self {
+            location: Location::Local(path.into()),
+        }
+    }
+
+    /// How the input is named in messages and errors (`s3://bucket/key` or the path given).
+    pub fn display_path(&self) -> PathBuf {
+        match &self.location {
+            Location::Local(path) => path.clone(),
+            Location::Object { bucket, key, .. } => PathBuf::from(format!("s3://{bucket}/{key}")),
+        }
+    }
+
+    /// The local path, for local inputs.
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        match &self.location {
+            Location::Local(path) => Some(path),
+            Location::Object { .. } => None,
+        }
+    }
+
+    /// Opens the input for reading on a blocking thread (the CSV parser's): a local file, or a
+    /// streamed S3 download bridged to `Read` (must be read outside the async runtime).
+    pub async fn open(&self) -> Result<Box<dyn Read + Send>, InputError> {
+        match &self.location {
+            Location::Local(path) => {
+                let file = std::fs::File::open(path).map_err(|source| InputError::Local {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(Box::new(file))
+            }
+            Location::Object { store, bucket, key } => {
+                let got = store.get(key).await.map_err(|source| StorageError::S3 {
+                    operation: "get",
+                    bucket: bucket.clone(),
+                    key: key.to_string(),
+                    source,
+                })?;
+                let stream = got.into_stream().map_err(std::io::Error::other);
+                let reader = tokio_util::io::StreamReader::new(stream);
+                Ok(Box::new(tokio_util::io::SyncIoBridge::new(reader)))
+            }
+        }
+    }
+}
+
+fn is_glob(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
+/// Resolves the command line's inputs, in order; globs expand to their matches, sorted.
+pub async fn resolve(
+    args: &[String],
+    lake: &Lake,
+    options: &S3Options,
+) -> Result<Vec<Input>, InputError> {
+    let mut connector: Option<S3Connector> = lake.s3().cloned();
+    let mut inputs = Vec::new();
+    for arg in args {
+        let s3 = arg
+            .strip_prefix("s3://")
+            .or_else(|| arg.strip_prefix("s3a://"));
+        let Some(rest) = s3 else {
+            let path = arg.strip_prefix("file://").unwrap_or(arg);
+            if is_glob(path) && !std::path::Path::new(path).exists() {
+                let bad = |detail: String| InputError::BadPattern {
+                    pattern: arg.clone(),
+                    detail,
+                };
+                let mut matched: Vec<PathBuf> = glob::glob(path)
+                    .map_err(|e| bad(e.to_string()))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| bad(e.to_string()))?;
+                matched.retain(|p| p.is_file());
+                if matched.is_empty() {
+                    return Err(InputError::NoMatch(arg.clone()));
+                }
+                matched.sort();
+                inputs.extend(matched.into_iter().map(Input::local));
+            } else {
+                inputs.push(Input::local(path));
+            }
+            continue;
+        };
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
+            return Err(InputError::BadPattern {
+                pattern: arg.clone(),
+                detail: "expected s3://bucket/key (or a glob of keys)".to_string(),
+            });
+        }
+        let connector = match &connector {
+            Some(c) => c.clone(),
+            None => {
+                let c = S3Connector::from_chain(options).await?;
+                connector = Some(c.clone());
+                c
+            }
+        };
+        let store = connector.store(bucket)?;
+        if !is_glob(key) {
+            inputs.push(Input {
+                location: Location::Object {
+                    store,
+                    bucket: bucket.to_string(),
+                    key: StorePath::from(key),
+                },
+            });
+            continue;
+        }
+        let pattern = glob::Pattern::new(key).map_err(|e| InputError::BadPattern {
+            pattern: arg.clone(),
+            detail: e.to_string(),
+        })?;
+        // List only below the pattern's literal folder.
+        let literal = &key[..key.find(['*', '?', '[']).unwrap_or(key.len())];
+        let folder = literal.rsplit_once('/').map(|(f, _)| f).unwrap_or("");
+        let prefix = (!folder.is_empty()).then(|| StorePath::from(folder));
+        let matching = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        let mut keys = Vec::new();
+        let mut listing = store.list(prefix.as_ref());
+        while let Some(object) = listing.next().await {
+            let object = object.map_err(|source| StorageError::S3 {
+                operation: "list",
+                bucket: bucket.to_string(),
+                key: format!("{folder}/"),
+                source,
+            })?;
+            if pattern.matches_with(object.location.as_ref(), matching) {
+                keys.push(object.location);
+            }
+        }
+        if keys.is_empty() {
+            return Err(InputError::NoMatch(arg.clone()));
+        }
+        keys.sort();
+        inputs.extend(keys.into_iter().map(|key| Input {
+            location: Location::Object {
+                store: store.clone(),
+                bucket: bucket.to_string(),
+                key,
+            },
+        }));
+    }
+    Ok(inputs)
+}

@@ -1,0 +1,320 @@
+//! S3 (and S3-compatible stores: MinIO, Ceph, moto) through object_store's `AmazonS3`, with
+//! credentials and region from the standard AWS chain.
+//!
+//! object_store has its own, smaller credential chain and silently assumes `us-east-1` when no
+//! region is set; delta-rs uses aws-config only when no endpoint is given. Users expect what the
+//! AWS CLI does, so fxpipe resolves everything once through aws-config (environment, shared
+//! config and credentials files with profiles and SSO, web identity, ECS and EC2 instance
+//! metadata) and builds every store from that: one configuration, whoever reads or writes.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use object_store::aws::{AmazonS3Builder, AwsCredential};
+use object_store::{BackoffConfig, ClientOptions, CredentialProvider, ObjectStore, RetryConfig};
+
+use super::StorageError;
+
+/// Credentials are renewed this long before they expire, so a request and its retries (bounded
+/// by the retry timeout, 2 minutes) are always signed with credentials that are still valid.
+const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// How requests address a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Addressing {
+    /// Virtual-hosted (`bucket.s3.region.amazonaws.com`) on AWS; path-style on a custom
+    /// endpoint (MinIO, Ceph and moto are usually reached by IP or a single host name) and for
+    /// bucket names with dots (which TLS certificates of virtual hosts do not cover).
+    #[default]
+    Auto,
+    /// `endpoint/bucket/key`.
+    Path,
+    /// `bucket.endpoint/key`.
+    Virtual,
+}
+
+/// How to reach S3: what the command line and environment say beyond the AWS chain.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// An S3-compatible endpoint (`--s3-endpoint`); otherwise `AWS_ENDPOINT_URL_S3` or
+    /// `AWS_ENDPOINT_URL` (read by aws-config, also from a profile's `endpoint_url`).
+    pub endpoint: Option<String>,
+    pub addressing: Addressing,
+    /// Timeout of one request (connecting has its own 5 s).
+    pub request_timeout: Duration,
+    /// Retries of one failed request (5xx incl. 503 SlowDown, 429, 408, dropped connections,
+    /// and timeouts of idempotent requests), with exponential backoff.
+    pub max_retries: usize,
+    /// No retry starts after this long since the first attempt.
+    pub retry_timeout: Duration,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            addressing: Addressing::Auto,
+            request_timeout: Duration::from_secs(30),
+            max_retries: 10,
+            retry_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The AWS configuration resolved once per process; builds a store per bucket.
+#[derive(Clone)]
+pub struct S3Connector {
+    region: String,
+    endpoint: Option<String>,
+    options: S3Options,
+    credentials: Arc<ChainCredentials>,
+}
+
+impl std::fmt::Debug for S3Connector {
+    // Never the credentials: only where requests go.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Connector")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl S3Connector {
+    /// Resolves region, endpoint and credentials through the standard AWS chain.
+    pub async fn from_chain(options: &S3Options) -> Result<Self, StorageError> {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or(StorageError::NoRegion)?;
+        let endpoint = options
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+            .or_else(|| config.endpoint_url().map(str::to_string))
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| e.trim().trim_end_matches('/').to_string());
+        if let Some(endpoint) = &endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(StorageError::BadEndpoint(endpoint.clone()));
+            }
+        }
+        let provider = config
+            .credentials_provider()
+            .ok_or(StorageError::NoCredentials)?;
+        Ok(Self {
+            region,
+            endpoint,
+            options: options.clone(),
+            credentials: Arc::new(ChainCredentials::new(provider)),
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// A store rooted at a bucket.
+    pub fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        let virtual_hosted = match self.options.addressing {
+            Addressing::Path => false,
+            Addressing::Virtual => true,
+            Addressing::Auto => self.endpoint.is_none() && !bucket.contains('.'),
+        };
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(&self.region)
+            .with_credentials(self.credentials.clone())
+            .with_virtual_hosted_style_request(virtual_hosted)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(15),
+                    base: 2.0,
+                },
+                max_retries: self.options.max_retries,
+                retry_timeout: self.options.retry_timeout,
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(self.options.request_timeout)
+                    .with_connect_timeout(Duration::from_secs(5)),
+            );
+        let endpoint = match (&self.endpoint, virtual_hosted) {
+            (None, _) => None,
+            (Some(endpoint), false) => Some(endpoint.clone()),
+            // object_store wants the bucket in a virtual-hosted endpoint.
+            (Some(endpoint), true) => Some(match endpoint.split_once("://") {
+                Some((scheme, host)) => format!("{scheme}://{bucket}.{host}"),
+                None => endpoint.clone(),
+            }),
+        };
+        if let Some(endpoint) = endpoint {
+            // Plain HTTP only when the endpoint itself says so.
+            builder = builder
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_endpoint(endpoint);
+        }
+        let store = builder.build().map_err(|source| StorageError::S3 {
+            operation: "configure",
+            bucket: bucket.to_string(),
+            key: String::new(),
+            source,
+        })?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// object_store's view of the aws-config credential chain, cached until shortly before the
+/// credentials expire (the chain itself does not cache: SDK clients do that in a layer above).
+struct ChainCredentials {
+    provider: SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+impl ChainCredentials {
+    fn new(provider: SharedCredentialsProvider) -> Self {
+        Self {
+            provider,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for ChainCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainCredentials(aws-config default chain)")
+    }
+}
+
+/// Why the chain gave no credentials (its message names the providers tried, never a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("no AWS credentials from the standard chain (environment, AWS_PROFILE and ~/.aws files, SSO, web identity, ECS, EC2 instance role): {0}")]
+struct CredentialsUnavailable(String);
+
+#[async_trait::async_trait]
+impl CredentialProvider for ChainCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        let mut cached = self.cached.lock().await;
+        if let Some((credential, expiry)) = cached.as_ref() {
+            let fresh = expiry.is_none_or(|expiry| {
+                expiry
+                    .duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > REFRESH_MARGIN)
+            });
+            if fresh {
+                return Ok(credential.clone());
+            }
+        }
+        let provided = self.provider.provide_credentials().await.map_err(|e| {
+            object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(CredentialsUnavailable(
+                    aws_smithy_error_text(&e).unwrap_or_else(|| e.to_string()),
+                )),
+            }
+        })?;
+        let credential = Arc::new(AwsCredential {
+            key_id: provided.access_key_id().to_string(),
+            secret_key: provided.secret_access_key().to_string(),
+            token: provided.session_token().map(str::to_string),
+        });
+        *cached = Some((credential.clone(), provided.expiry()));
+        Ok(credential)
+    }
+}
+
+/// The innermost cause of a credentials error (the outer one is often just "an error occurred").
+fn aws_smithy_error_text(error: &dyn std::error::Error) -> Option<String> {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_form_names_no_secret() {
+        let credentials = aws_credential_types::Credentials::from_keys(
+            "AKIAEXAMPLE",
+            "very-secret-key",
+            Some("session-token".into()),
+        );
+        let chain = ChainCredentials::new(SharedCredentialsProvider::new(credentials));
+        let connector = S3Connector {
+            region: "eu-west-1".into(),
+            endpoint: None,
+            options: S3Options::default(),
+            credentials: Arc::new(chain),
+        };
+        let store = connector.store("bank-lake").expect("a store");
+        let shown = format!("{connector:?} {store:?}");
+        assert!(!shown.contains("very-secret-key"), "{shown}");
+        assert!(!shown.contains("session-token"), "{shown}");
+        assert!(shown.contains("eu-west-1"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn credentials_are_cached_until_shortly_before_they_expire() {
+        #[derive(Debug)]
+        struct Counting(std::sync::atomic::AtomicUsize, Option<SystemTime>);
+        impl ProvideCredentials for Counting {
+            fn provide_credentials<'a>(
+                &'a self,
+            ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
+                    aws_credential_types::Credentials::new(
+                        format!("KEY{n}"),
+                        "secret",
+                        None,
+                        self.1,
+                        "test",
+                    ),
+                ))
+            }
+        }
+        let long = SystemTime::now() + Duration::from_secs(3600);
+        let chain = ChainCredentials::new(SharedCredentialsProvider::new(Counting(
+            0.into(),
+            Some(long),
+        )));
+        let first = chain.get_credential().await.expect("credentials");
+        let second = chain.get_credential().await.expect("credentials");
+        assert_eq!(
+            (first.key_id.as_str(), second.key_id.as_str()),
+            ("KEY0", "KEY0")
+        );
+
+        // Expiring within the margin: renewed on every use until fresh ones come.
+        let soon = SystemTime::now() + Duration::from_secs(60);
+        let chain = ChainCredentials::new(SharedCredentialsProvider::new(Counting(
+            0.into(),
+            Some(soon),
+        )));
+        let first = chain.get_credential().await.expect("credentials");
+        let second = chain.get_credential().await.expect("credentials");
+        assert_eq!(
+            (first.key_id.as_str(), second.key_id.as_str()),
+            ("KEY0", "KEY1")
+        );
+    }
+}
