@@ -490,6 +490,12 @@ fn a_load_killed_while_it_uploads_then_rerun_has_no_duplicate_rows() {
     let expected = transaction_totals(&clean);
     assert_eq!(expected[0].split(' ').next(), Some("300000"));
 
+    // The data upload's answers are held back, so the kill surely comes while it runs.
+    proxy.set(Rule::always(
+        Fault::Slow(Duration::from_secs(20)),
+        "*",
+        "/banktxn/parquet/part-",
+    ));
     let mut child = through(&lake, &proxy, &["load", big], &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
