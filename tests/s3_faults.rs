@@ -619,12 +619,20 @@ fn two_normalizes_of_different_months_at_once_both_commit() {
     let (june, july) = (finish(june), finish(july));
     assert!(ok(&june), "{}", stderr(&june));
     assert!(ok(&july), "{}", stderr(&july));
-    // They overlapped, and both committed (one after redoing its write: see the README).
+    // They overlapped, and both committed at once: Delta's conflict check saw that the
+    // months differ, so neither redid its write.
     assert!(
         uploads_overlapped(&proxy, "banktxn/processed"),
         "{}",
         requests(&proxy)
     );
+    for run in [&june, &july] {
+        assert!(
+            !stderr(run).contains("redoing the write"),
+            "a run on other months redid its write: {}",
+            stderr(run)
+        );
+    }
     assert_eq!(lake.commits("banktxn/processed"), 3);
     // Every row of both months, once.
     assert_eq!(processed_totals(&lake), GOLDEN_PROCESSED);
