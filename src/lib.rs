@@ -10,6 +10,7 @@
 // boxing them would cost clarity and buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod catalog;
 pub mod engine;
 pub mod faults;
 pub mod gen;

@@ -7,6 +7,7 @@ macro_rules! outln {
     };
 }
 
+mod catalog;
 mod errors;
 mod print;
 mod readonly;
@@ -158,6 +159,9 @@ enum Command {
     Optimize(OptimizeArgs),
     /// Generate sample data and run the whole pipeline on it, printing every report.
     Quickstart(QuickstartArgs),
+    /// The lake's tables in Athena or the Glue Data Catalog (no crawler); reads the lake only.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,7 +380,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let reads_only = matches!(
         cli.command,
-        Command::Sql(_) | Command::Report(_) | Command::Vacuum(_) | Command::Optimize(_)
+        Command::Sql(_)
+            | Command::Report(_)
+            | Command::Vacuum(_)
+            | Command::Optimize(_)
+            | Command::Catalog(_)
     );
     let s3 = cli.s3.options();
     let lake = Lake::open(&cli.lake, !reads_only, &s3).await?;
@@ -490,6 +498,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
             Ok(())
         }
         Command::Quickstart(args) => quickstart(&engine, &lake, &cli.base_currency, &args).await,
+        Command::Catalog(command) => catalog::run(&lake, command).await,
     }
 }
 

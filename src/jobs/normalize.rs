@@ -88,8 +88,20 @@ impl Default for NormalizeOptions {
     }
 }
 
-fn month_key() -> Expr {
-    cast(col("year"), DataType::Int64) * lit(100i64) + cast(col("month"), DataType::Int64)
+/// The rows of the months `from..=to`, in terms of the partition columns alone (comparisons,
+/// no arithmetic): Delta's conflict check can then tell that two runs on different months do
+/// not overlap, and both commit at once instead of one redoing its write.
+fn months_between(from: YearMonth, to: YearMonth) -> Expr {
+    let (year, month) = (col("year"), col("month"));
+    let after_start = year.clone().gt(lit(from.year)).or(year
+        .clone()
+        .eq(lit(from.year))
+        .and(month.clone().gt_eq(lit(from.month as i32))));
+    let before_end = year
+        .clone()
+        .lt(lit(to.year))
+        .or(year.eq(lit(to.year)).and(month.lt_eq(lit(to.month as i32))));
+    after_start.and(before_end)
 }
 
 fn converted_columns(suffix: &str) -> [(String, String); 2] {
@@ -119,7 +131,8 @@ pub async fn normalize(
             Err(JobError::Storage(e)) if delta::is_conflict(&e) => {
                 if attempt >= delta::COMMIT_ATTEMPTS {
                     return Err(JobError::Invalid(format!(
-                        "another writer kept committing to the processed table first                          ({attempt} attempts); nothing was written by this run: {e}"
+                        "another writer kept committing to the processed table first ({attempt} \
+                         attempts); nothing was written by this run: {e}"
                     )));
                 }
                 warn!(
@@ -184,7 +197,7 @@ async fn normalize_once(
     let mut transactions = ctx.table("transactions").await?;
     let mode = match options.months {
         Some((from, to)) => {
-            let in_range = month_key().between(lit(from.key()), lit(to.key()));
+            let in_range = months_between(from, to);
             normalized = normalized.filter(in_range.clone())?;
             let date = col("date");
             transactions = transactions.filter(

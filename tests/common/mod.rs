@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod moto;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -131,7 +132,11 @@ impl Lake {
                 command.env_remove(name);
             }
         }
-        // No shared config or credentials files of the machine running the tests.
+        // No shared config or credentials files of the machine running the tests (empty
+        // ones: a missing file makes aws-config warn on every run).
+        for name in ["no-aws-config", "no-aws-credentials"] {
+            let _ = std::fs::write(self.dir.path().join(name), "");
+        }
         command
             .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
             .env(
