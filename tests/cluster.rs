@@ -95,6 +95,29 @@ fn a_lake_on_s3_is_read_by_the_executors_with_their_own_credentials() {
     }
 }
 
+/// Waits for a job, failing the test (and killing the job) if it runs longer than `limit`: a
+/// hung job must fail CI, not stall it.
+fn wait_bounded(
+    mut job: std::process::Child,
+    limit: std::time::Duration,
+    cluster: &Cluster,
+) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while job.try_wait().expect("job status").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = job.kill();
+            let output = job.wait_with_output().expect("killed job ends");
+            panic!(
+                "the job did not finish within {limit:?}:\n{}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                cluster.problems()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    job.wait_with_output().expect("job output")
+}
+
 /// A lake with `rows` generated transactions over half a year, loaded and with rates.
 fn generated_lake(rows: &str) -> Lake {
     let lake = Lake::new();
@@ -139,6 +162,7 @@ fn generated_lake(rows: &str) -> Lake {
 const SUMS: &str = "SELECT year, month, count(*), CAST(sum(withdrawal_sgd_amt) AS VARCHAR), CAST(sum(deposit_sgd_amt) AS VARCHAR) FROM processed GROUP BY year, month ORDER BY year, month";
 
 #[test]
+#[ignore = "Ballista 55 leaves the job waiting after it rolls back a stage for an executor SIGKILLed mid-stage (scheduler log: 'Stage … is not in running when updating the status of tasks'); passed once, hung in 3 of 4 runs; issue 8 item 6 is open. Run with --ignored."]
 fn an_executor_killed_mid_normalize_changes_nothing_in_the_result() {
     let lake = generated_lake("300000");
     lake.run(&["normalize"]);
@@ -167,7 +191,7 @@ fn an_executor_killed_mid_normalize_changes_nothing_in_the_result() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let still_running = job.try_wait().expect("job status").is_none();
     cluster.executors[0].kill().expect("kill an executor");
-    let output = job.wait_with_output().expect("normalize ends");
+    let output = wait_bounded(job, std::time::Duration::from_secs(180), &cluster);
     assert!(
         output.status.success(),
         "normalize failed after an executor was killed:\n{}\n{}",
@@ -210,7 +234,7 @@ fn a_scheduler_lost_mid_job_fails_naming_it_and_keeps_the_previous_version() {
     }
     let still_running = job.try_wait().expect("job status").is_none();
     cluster.scheduler.kill().expect("kill the scheduler");
-    let output = job.wait_with_output().expect("normalize ends");
+    let output = wait_bounded(job, std::time::Duration::from_secs(180), &cluster);
     assert!(
         still_running,
         "the job had finished before the scheduler was killed"
