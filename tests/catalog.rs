@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::moto::{self, Moto};
 use common::{golden_lake, Lake};
@@ -60,27 +60,6 @@ fn queries(script: &str) -> Vec<(String, String)> {
             (name.to_string(), sql.to_string())
         })
         .collect()
-}
-
-/// A Python checker from tests/ with an environment of its own (the moto server's, for S3
-/// locations and Glue); panics with its output if it fails, returns its stdout.
-fn python_with(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(script);
-    let output = Command::new("python3")
-        .arg(path)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("python3 runs (bash tests/run.sh installs its packages)");
-    assert!(
-        output.status.success(),
-        "{script} failed:\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
 }
 
 /// `fxpipe catalog glue` against a moto server.
@@ -181,7 +160,7 @@ fn athena_ddl_names_every_table_of_a_local_lake_at_its_folder() {
     ]);
     assert!(said.contains("6 tables and 5 queries"), "{said}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), out);
-    let checked: serde_json::Value = serde_json::from_str(&python_with(
+    let checked: serde_json::Value = serde_json::from_str(&common::python_env(
         "check_athena.py",
         &[file.to_str().unwrap()],
         &[],
@@ -338,7 +317,7 @@ fn catalog_locations_open_as_delta_tables_with_deltalake() {
     }
     assert_eq!(lake.count("processed"), 9, "the golden transactions");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let checked = python_with("check_delta_locations.py", &args, &[]);
+    let checked = common::python_env("check_delta_locations.py", &args, &[]);
     assert_eq!(checked.matches("ok: ").count(), 6, "{checked}");
 }
 
@@ -384,7 +363,12 @@ fn catalog_reads_the_lake_and_never_creates_one() {
 
 /// What moto's Glue holds for `database`, through boto3.
 fn glue_catalog(moto: &Moto, database: &str) -> serde_json::Value {
-    serde_json::from_str(&python_with("check_glue.py", &[database], &moto.env())).unwrap()
+    serde_json::from_str(&common::python_env(
+        "check_glue.py",
+        &[database],
+        &moto.env(),
+    ))
+    .unwrap()
 }
 
 fn assert_glue_tables(lake: &Lake, moto: &Moto, versions: u64) {
@@ -459,7 +443,7 @@ fn glue_without_a_region_is_refused() {
     assert!(stderr.contains("no AWS region is configured"), "{stderr}");
     assert!(stderr.contains("AWS_REGION"), "{stderr}");
     // Nothing was registered anywhere (moto would have taken us-east-1).
-    let databases = python_with(
+    let databases = common::python_env(
         "check_glue.py",
         &["--list-databases"],
         &[moto.env(), vec![("AWS_REGION", "us-east-1".to_string())]].concat(),
@@ -524,7 +508,7 @@ fn athena_ddl_of_an_s3_lake_points_at_s3_and_each_location_opens_as_delta() {
     assert_eq!(out.matches("CREATE EXTERNAL TABLE").count(), TABLES.len());
     assert_eq!(lake.count("processed"), 9, "the golden transactions");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let checked = python_with("check_delta_locations.py", &args, &lake.moto().env());
+    let checked = common::python_env("check_delta_locations.py", &args, &lake.moto().env());
     assert_eq!(checked.matches("ok: s3://").count(), 6, "{checked}");
     assert!(!out.contains(moto::SECRET_KEY));
     assert_queries_match_reports(&lake);

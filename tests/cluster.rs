@@ -4,7 +4,7 @@
 mod common;
 
 use common::cluster::Cluster;
-use common::{golden_dir, golden_lake, ingest_golden_rates, Lake};
+use common::{generated_lake, golden_dir, golden_lake, ingest_golden_rates, Lake};
 
 const QUERIES: [&str; 3] = [
     "SELECT * FROM processed ORDER BY source_line",
@@ -95,6 +95,28 @@ fn a_lake_on_s3_is_read_by_the_executors_with_their_own_credentials() {
     }
 }
 
+/// Starts `normalize` on the cluster and returns once the scheduler has its job.
+fn start_normalize(lake: &Lake, cluster: &Cluster) -> std::process::Child {
+    let job = lake
+        .command(&["--cluster", &cluster.address(), "normalize"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start normalize");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cluster
+        .http_get("/api/jobs")
+        .is_some_and(|jobs| jobs.contains("job_id"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never reached the scheduler"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    job
+}
+
 /// Waits for a job, failing the test (and killing the job) if it runs longer than `limit`: a
 /// hung job must fail CI, not stall it.
 fn wait_bounded(
@@ -118,76 +140,19 @@ fn wait_bounded(
     job.wait_with_output().expect("job output")
 }
 
-/// A lake with `rows` generated transactions over half a year, loaded and with rates.
-fn generated_lake(rows: &str) -> Lake {
-    let lake = Lake::new();
-    let rates = lake.file("rates");
-    let csv = lake.file("txns.csv");
-    lake.run(&[
-        "gen",
-        "rates",
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-06-30",
-        "--out",
-        rates.to_str().unwrap(),
-    ]);
-    lake.run(&[
-        "gen",
-        "transactions",
-        "--rows",
-        rows,
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-06-30",
-        "--out",
-        csv.to_str().unwrap(),
-    ]);
-    let source = format!("file://{}", rates.display());
-    lake.run(&[
-        "ingest",
-        "--source",
-        &source,
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-06-30",
-    ]);
-    lake.run(&["load", csv.to_str().unwrap()]);
-    lake
-}
-
 const SUMS: &str = "SELECT year, month, count(*), CAST(sum(withdrawal_sgd_amt) AS VARCHAR), CAST(sum(deposit_sgd_amt) AS VARCHAR) FROM processed GROUP BY year, month ORDER BY year, month";
 
 #[test]
 #[ignore = "Ballista 55 leaves the job waiting after it rolls back a stage for an executor SIGKILLed mid-stage (scheduler log: 'Stage … is not in running when updating the status of tasks'); passed once, hung in 3 of 4 runs; issue 8 item 6 is open. Run with --ignored."]
 fn an_executor_killed_mid_normalize_changes_nothing_in_the_result() {
-    let lake = generated_lake("300000");
+    let lake = generated_lake("300000", "0");
     lake.run(&["normalize"]);
     let undisturbed = lake.run(&["sql", SUMS, "--format", "csv"]);
     let versions = lake.commits("banktxn/processed");
 
     let mut cluster = Cluster::start(2, &[]);
-    let mut job = lake
-        .command(&["--cluster", &cluster.address(), "normalize"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start normalize");
     // Kill one executor once the job has tasks running on the cluster.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !cluster
-        .http_get("/api/jobs")
-        .is_some_and(|jobs| jobs.contains("job_id"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job never reached the scheduler"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut job = start_normalize(&lake, &cluster);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let still_running = job.try_wait().expect("job status").is_none();
     cluster.executors[0].kill().expect("kill an executor");
@@ -208,30 +173,14 @@ fn an_executor_killed_mid_normalize_changes_nothing_in_the_result() {
 
 #[test]
 fn a_scheduler_lost_mid_job_fails_naming_it_and_keeps_the_previous_version() {
-    let lake = generated_lake("300000");
+    let lake = generated_lake("300000", "0");
     lake.run(&["normalize"]);
     let before = lake.run(&["sql", SUMS, "--format", "csv"]);
     let versions = lake.commits("banktxn/processed");
 
     let mut cluster = Cluster::start(2, &[]);
     let address = cluster.address();
-    let mut job = lake
-        .command(&["--cluster", &address, "normalize"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start normalize");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !cluster
-        .http_get("/api/jobs")
-        .is_some_and(|jobs| jobs.contains("job_id"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job never reached the scheduler"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut job = start_normalize(&lake, &cluster);
     let still_running = job.try_wait().expect("job status").is_none();
     cluster.scheduler.kill().expect("kill the scheduler");
     let output = wait_bounded(job, std::time::Duration::from_secs(180), &cluster);

@@ -6,49 +6,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{python, Lake};
-
-fn generated_lake(rows: &str, dirty: &str) -> Lake {
-    let lake = Lake::new();
-    let rates = lake.file("rates");
-    let csv = lake.file("txns.csv");
-    lake.run(&[
-        "gen",
-        "rates",
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-06-30",
-        "--out",
-        rates.to_str().unwrap(),
-    ]);
-    lake.run(&[
-        "gen",
-        "transactions",
-        "--rows",
-        rows,
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-06-30",
-        "--dirty",
-        dirty,
-        "--out",
-        csv.to_str().unwrap(),
-    ]);
-    let source = format!("file://{}", rates.display());
-    lake.run(&[
-        "ingest",
-        "--source",
-        &source,
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-06-30",
-    ]);
-    lake.run(&["load", csv.to_str().unwrap()]);
-    lake
-}
+use common::{generated_lake, python, Lake};
 
 #[test]
 fn reruns_never_duplicate_rows() {

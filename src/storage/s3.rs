@@ -250,9 +250,7 @@ impl CredentialProvider for ChainCredentials {
         let provided = self.provider.provide_credentials().await.map_err(|e| {
             object_store::Error::Generic {
                 store: "S3",
-                source: Box::new(CredentialsUnavailable(
-                    aws_smithy_error_text(&e).unwrap_or_else(|| e.to_string()),
-                )),
+                source: Box::new(CredentialsUnavailable(error_chain(&e))),
             }
         })?;
         let credential = Arc::new(AwsCredential {
@@ -265,15 +263,15 @@ impl CredentialProvider for ChainCredentials {
     }
 }
 
-/// The innermost cause of a credentials error (the outer one is often just "an error occurred").
-fn aws_smithy_error_text(error: &dyn std::error::Error) -> Option<String> {
+/// A credentials error with all its causes (the outer one is often just "an error occurred").
+fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         text = format!("{text}: {cause}");
         source = cause.source();
     }
-    Some(text)
+    text
 }
 
 #[cfg(test)]

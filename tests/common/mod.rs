@@ -220,6 +220,50 @@ pub fn ingest_golden_rates(lake: &Lake, to: &str) -> Output {
     output
 }
 
+/// A lake with `rows` generated transactions over the first half of 2017 (a fraction `dirty`
+/// of them malformed), loaded, and that half year of rates ingested.
+pub fn generated_lake(rows: &str, dirty: &str) -> Lake {
+    let lake = Lake::new();
+    let rates = lake.file("rates");
+    let csv = lake.file("txns.csv");
+    lake.run(&[
+        "gen",
+        "rates",
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+        "--out",
+        rates.to_str().unwrap(),
+    ]);
+    lake.run(&[
+        "gen",
+        "transactions",
+        "--rows",
+        rows,
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+        "--dirty",
+        dirty,
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    let source = format!("file://{}", rates.display());
+    lake.run(&[
+        "ingest",
+        "--source",
+        &source,
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-06-30",
+    ]);
+    lake.run(&["load", csv.to_str().unwrap()]);
+    lake
+}
+
 /// A lake with the golden rates and transactions, normalized to SGD.
 pub fn golden_lake() -> Lake {
     let lake = Lake::new();
@@ -244,8 +288,8 @@ pub fn try_python(script: &str, args: &[&str]) -> Output {
 }
 
 /// Runs a Python checker from tests/ with extra environment (an S3 endpoint and credentials);
-/// panics with its output if it fails.
-pub fn python_env(script: &str, args: &[&str], env: &[(&str, String)]) {
+/// panics with its output if it fails, returns its stdout.
+pub fn python_env(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(script);
@@ -261,6 +305,7 @@ pub fn python_env(script: &str, args: &[&str], env: &[(&str, String)]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).to_string()
 }
 
 /// Runs a Python checker from tests/; panics with its output if it fails.
