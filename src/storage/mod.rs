@@ -31,15 +31,22 @@ fn s3_hint(error: &object_store::Error) -> &'static str {
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
             "the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, the instance or task role) and that their policy allows this operation on the bucket"
         }
-        _ if text.contains("301") || text.contains("PermanentRedirect") || text.contains("AuthorizationHeaderMalformed") => {
+        _ if has_status(&text, "301") || text.contains("PermanentRedirect") || text.contains("AuthorizationHeaderMalformed") => {
             "the region (AWS_REGION or the profile's region must be the bucket's region)"
         }
-        _ if text.contains("403") || text.contains("Forbidden") || text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") => {
+        _ if has_status(&text, "403") || text.contains("Forbidden") || text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") => {
             "the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, the instance or task role) and that their policy allows this operation on the bucket"
         }
         _ if text.contains("NoSuchBucket") => "the bucket name (does it exist in this account and region?)",
         _ => "the endpoint (AWS_ENDPOINT_URL / --s3-endpoint), the network path to it, and the region",
     }
+}
+
+/// Whether an error text carries the HTTP status `code` as a number of its own. A plain
+/// `contains` also matches timings such as `in 106.301463ms` (a flaky wrong hint, seen in CI).
+fn has_status(text: &str, code: &str) -> bool {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .any(|token| token == code)
 }
 
 /// Errors locating or using the lake.
@@ -380,5 +387,24 @@ impl Lake {
             .await
             .map_err(|source| self.store_error("put", relative, source))?;
         Ok(self.url_of(relative).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_status;
+
+    #[test]
+    fn a_status_is_a_number_of_its_own_not_part_of_a_timing() {
+        assert!(has_status(
+            "Client error with status 301 Moved Permanently",
+            "301"
+        ));
+        assert!(has_status("status: 403, Forbidden", "403"));
+        assert!(!has_status(
+            "GET http://x in 106.301463ms, after 1 retries",
+            "301"
+        ));
+        assert!(!has_status("port 14030 refused", "403"));
     }
 }
