@@ -170,6 +170,10 @@ pub struct NormalizeReport {
     pub unconverted_by_currency: BTreeMap<String, u64>,
     pub unconverted: u64,
     pub partitions_written: Vec<String>,
+    /// Data files the write tasks wrote and this run committed.
+    pub files_written: u64,
+    /// Tasks the write ran as (in this process, or on the cluster's executors).
+    pub write_tasks: u64,
     pub processed_version: i64,
     pub stage_ms: BTreeMap<&'static str, u64>,
 }

@@ -60,7 +60,19 @@ fn normalize_on_the_cluster_equals_embedded() {
             "{query}"
         );
     }
-    assert_eq!(lake.latest_report("normalize")["rows_written"], 9);
+    let report = lake.latest_report("normalize");
+    assert_eq!(report["rows_written"], 9);
+    // The executors wrote the files, in parallel tasks, and the client committed them.
+    let tasks = report["write_tasks"].as_u64().unwrap();
+    assert!(tasks >= 2, "one write task: {report}");
+    assert_eq!(cluster.log_lines("wrote data files").len() as u64, tasks);
+    assert_eq!(
+        report["files_written"],
+        lake.list("banktxn/processed")
+            .iter()
+            .filter(|f| f.ends_with(".parquet"))
+            .count() as u64
+    );
 }
 
 #[test]
@@ -93,6 +105,39 @@ fn a_lake_on_s3_is_read_by_the_executors_with_their_own_credentials() {
         let distributed = on(&lake, &cluster, &["sql", query, "--format", "csv"]);
         assert_eq!(distributed, embedded, "{query}");
     }
+}
+
+#[test]
+fn executors_that_cannot_reach_the_lake_fail_the_job_cleanly() {
+    let lake = Lake::s3();
+    ingest_golden_rates(&lake, "2017-07-02");
+    let csv = golden_dir().join("transactions.csv");
+    lake.run(&["load", csv.to_str().unwrap()]);
+    lake.run(&["normalize"]);
+    let before = lake.run(&["sql", QUERIES[1], "--format", "csv"]);
+    let versions = lake.commits("banktxn/processed");
+    // The executors have credentials, but their S3 endpoint is a port nothing listens on.
+    let dead = format!("http://127.0.0.1:{}", common::moto::free_port());
+    let mut env = lake.moto().env();
+    env.push(("FXPIPE_S3_ENDPOINT", dead.clone()));
+    env.push(("FXPIPE_S3_RETRIES", "1".to_string()));
+    env.push(("FXPIPE_S3_RETRY_TIMEOUT", "2".to_string()));
+    let cluster = Cluster::start(2, &env);
+    let job = lake
+        .command(&["--cluster", &cluster.address(), "normalize"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start normalize");
+    let output = wait_bounded(job, std::time::Duration::from_secs(120), &cluster);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "normalize succeeded: {stderr}");
+    // The error says the job failed on the cluster, and what the executors could not reach.
+    assert!(stderr.contains(&cluster.address()), "{stderr}");
+    assert!(stderr.contains(&dead["http://".len()..]), "{stderr}");
+    assert!(!stderr.contains(common::moto::SECRET_KEY), "{stderr}");
+    assert_eq!(lake.commits("banktxn/processed"), versions);
+    assert_eq!(lake.run(&["sql", QUERIES[1], "--format", "csv"]), before);
 }
 
 /// Starts `normalize` on the cluster and returns once the scheduler has its job.

@@ -126,12 +126,19 @@ fn strict_fails_and_keeps_the_previous_output() {
     let lake = golden_lake();
     let before = lake.scalar("SELECT count(*) FROM processed");
     let commits = lake.commits("banktxn/processed");
+    let mut files = lake.list("banktxn/processed");
+    files.sort();
     let output = lake.try_run(&["normalize", "--strict"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("INR: 1"), "{stderr}");
     assert_eq!(lake.scalar("SELECT count(*) FROM processed"), before);
     assert_eq!(lake.commits("banktxn/processed"), commits);
+    // The files the write tasks wrote before the check were deleted, not left behind for
+    // plain-Parquet readers (Athena's Hive tables, Spark's parquet reader) to see.
+    let mut after = lake.list("banktxn/processed");
+    after.sort();
+    assert_eq!(after, files);
     // A longer allowed age converts the 07-10 amount with the 07-01 rates: 99.99 × 1.36 / 64.
     lake.run(&["normalize", "--strict", "--max-rate-age", "9"]);
     assert_eq!(lake.scalar("SELECT withdrawal_sgd_amt FROM processed WHERE transaction_details = 'INR with no rate near'"), "2.12");

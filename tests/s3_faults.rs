@@ -620,7 +620,7 @@ fn two_normalizes_of_different_months_at_once_both_commit() {
     assert!(ok(&june), "{}", stderr(&june));
     assert!(ok(&july), "{}", stderr(&july));
     // They overlapped, and both committed at once: Delta's conflict check saw that the
-    // months differ, so neither redid its write.
+    // months differ, so neither had to commit again on top of the other.
     assert!(
         uploads_overlapped(&proxy, "banktxn/processed"),
         "{}",
@@ -628,8 +628,8 @@ fn two_normalizes_of_different_months_at_once_both_commit() {
     );
     for run in [&june, &july] {
         assert!(
-            !stderr(run).contains("redoing the write"),
-            "a run on other months redid its write: {}",
+            !stderr(run).contains("concurrent commit"),
+            "a run on other months conflicted with the other: {}",
             stderr(run)
         );
     }
@@ -664,8 +664,8 @@ fn two_normalizes_of_the_same_months_at_once_never_duplicate_rows() {
         "{}",
         requests(&proxy)
     );
-    // One committed; the other lost the race: it redid its write (and committed after) or
-    // failed saying why. Here both read version 0, so one of them saw the conflict.
+    // One committed; the other lost the race: it committed its files again on top of the
+    // first (replacing the same months) or failed saying why. Here both read version 0, so one of them saw the conflict.
     let loser = [&first, &second]
         .into_iter()
         .find(|o| stderr(o).contains("concurrent commit") || !ok(o))

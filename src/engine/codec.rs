@@ -19,9 +19,39 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use super::delta_files::{DeltaFiles, DeltaFilesTable};
+use super::write::{WriteExec, WriteNode, WriteTarget};
 
 /// Marks a table provider of ours in an encoded plan.
 const DELTA_FILES_TAG: &[u8] = b"fxpipe.delta-files.v1:";
+/// Marks a write node (logical or physical) of ours in an encoded plan.
+const WRITE_TAG: &[u8] = b"fxpipe.write.v1:";
+
+fn encode_target(target: &WriteTarget, buf: &mut Vec<u8>) -> Result<()> {
+    buf.extend_from_slice(WRITE_TAG);
+    serde_json::to_writer(&mut *buf, target).map_err(|e| {
+        DataFusionError::Internal(format!("encoding a write of {}: {e}", target.table))
+    })
+}
+
+/// The write target of an encoded write node; `None` when `buf` is not ours.
+fn decode_target(buf: &[u8]) -> Result<Option<WriteTarget>> {
+    buf.strip_prefix(WRITE_TAG)
+        .map(|json| {
+            serde_json::from_slice(json)
+                .map_err(|e| DataFusionError::Internal(format!("decoding a write node: {e}")))
+        })
+        .transpose()
+}
+
+fn one_input<T: Clone>(inputs: &[T]) -> Result<T> {
+    match inputs {
+        [input] => Ok(input.clone()),
+        _ => Err(DataFusionError::Internal(format!(
+            "a write node has one input, the plan gave {}",
+            inputs.len()
+        ))),
+    }
+}
 
 /// The logical codec: Delta table versions as [`DeltaFilesTable`]s, the rest Ballista's.
 #[derive(Debug, Default)]
@@ -36,11 +66,20 @@ impl LogicalExtensionCodec for FxLogicalCodec {
         inputs: &[LogicalPlan],
         ctx: &TaskContext,
     ) -> Result<Extension> {
-        self.ballista.try_decode(buf, inputs, ctx)
+        match decode_target(buf)? {
+            Some(target) => Ok(Extension {
+                node: Arc::new(WriteNode::new(one_input(inputs)?, target)?),
+            }),
+            None => self.ballista.try_decode(buf, inputs, ctx),
+        }
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
-        self.ballista.try_encode(node, buf)
+        let any: &dyn std::any::Any = node.node.as_any();
+        match any.downcast_ref::<WriteNode>() {
+            Some(write) => encode_target(write.target(), buf),
+            None => self.ballista.try_encode(node, buf),
+        }
     }
 
     fn try_decode_table_provider(
@@ -100,8 +139,8 @@ impl LogicalExtensionCodec for FxLogicalCodec {
     }
 }
 
-/// The physical codec: Ballista's for now (its shuffle nodes, DataFusion's own nodes); fxpipe's
-/// write and parse nodes join it here.
+/// The physical codec: fxpipe's write node, and Ballista's for the rest (its shuffle nodes,
+/// DataFusion's own nodes).
 #[derive(Debug, Default)]
 pub struct FxPhysicalCodec {
     ballista: BallistaPhysicalExtensionCodec,
@@ -115,7 +154,10 @@ impl PhysicalExtensionCodec for FxPhysicalCodec {
         ctx: &TaskContext,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.ballista.try_decode(buf, inputs, ctx, converter)
+        match decode_target(buf)? {
+            Some(target) => Ok(Arc::new(WriteExec::new(one_input(inputs)?, target))),
+            None => self.ballista.try_decode(buf, inputs, ctx, converter),
+        }
     }
 
     fn try_encode(
@@ -124,6 +166,9 @@ impl PhysicalExtensionCodec for FxPhysicalCodec {
         buf: &mut Vec<u8>,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        self.ballista.try_encode(node, buf, converter)
+        match node.downcast_ref::<WriteExec>() {
+            Some(write) => encode_target(write.target(), buf),
+            None => self.ballista.try_encode(node, buf, converter),
+        }
     }
 }

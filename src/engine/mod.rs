@@ -1,14 +1,16 @@
 //! The engine seam: where plans run.
 //!
-//! Jobs get a [`SessionContext`] from an [`Engine`] and never ask how it was built. Today that is
-//! DataFusion embedded in this process (with delta-rs's planner, so plans can end in a Delta
-//! write); the Ballista cluster becomes a second constructor here, not an `if` in the jobs.
+//! Jobs get a [`SessionContext`] from an [`Engine`] and never ask how it was built:
+//! [`Engine::embedded`] runs plans in this process, [`Engine::cluster`] on a Ballista cluster.
+//! Jobs build the same plans for both, reading tables through the Delta log and writing them
+//! through the write node ([`write`]), whose files the client commits once.
 
 pub mod codec;
 pub mod delta_files;
 pub mod functions;
 pub mod node;
-pub mod streams;
+pub mod tally;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -23,8 +25,8 @@ use crate::storage::{delta, Lake, StorageError, Table};
 pub struct Engine {
     /// Where the job's plans run: this process, or the cluster.
     ctx: SessionContext,
-    /// This process: plans over streams it holds, and delta-rs's writes of them. The same
-    /// session as `ctx` when embedded.
+    /// This process: delta-rs's own writes (small tables) and reads of local results. The
+    /// same session as `ctx` when embedded.
     local: SessionContext,
     /// The scheduler's address when plans run on a Ballista cluster.
     cluster: Option<String>,
@@ -59,7 +61,13 @@ impl Engine {
     /// Float64: money compared with `withdrawals * 1.5` or summed with `0.1 + 0.2` in an ad-hoc
     /// query stays exact (`0.1 + 0.2 = 0.3` is true). `CAST(x AS DOUBLE)` still gives a float.
     pub fn embedded() -> Self {
-        let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
+        let delta: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
+        // delta-rs's session (its object-store handling, its nodes), planned by fxpipe's
+        // planner so plans can end in the write node.
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(delta.state())
+            .with_query_planner(Arc::new(write::FxQueryPlanner))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         ctx.state_ref()
             .write()
             .config_mut()
@@ -126,17 +134,6 @@ impl Engine {
 
     pub fn ctx(&self) -> &SessionContext {
         &self.ctx
-    }
-
-    /// A frame over streams this process already runs (read once), for writing them to a
-    /// table without collecting them.
-    pub fn frame_from_streams(
-        &self,
-        schema: arrow::datatypes::SchemaRef,
-        streams: Vec<datafusion::execution::SendableRecordBatchStream>,
-    ) -> datafusion::error::Result<datafusion::dataframe::DataFrame> {
-        let table = streams::table(schema, streams)?;
-        self.local.read_table(Arc::new(table))
     }
 
     /// The session state as delta-rs's writer wants it.

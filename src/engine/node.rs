@@ -14,6 +14,7 @@ use datafusion::prelude::SessionConfig;
 
 use super::codec::{FxLogicalCodec, FxPhysicalCodec};
 use super::functions::FxConvert;
+use super::write::FxQueryPlanner;
 use crate::storage::registry::NodeStores;
 
 /// The session config every node starts from: Ballista's, with fxpipe's codecs.
@@ -37,8 +38,8 @@ pub fn runtime(
     Ok(Arc::new(builder.build()?))
 }
 
-/// The scheduler's session: it plans (and reads file metadata) with fxpipe's functions and
-/// object stores. Functions are registered after `build()`: the builder's function list would
+/// The scheduler's session: it plans (and reads file metadata) with fxpipe's functions, object
+/// stores and write node. Functions are registered after `build()`: the builder's function list would
 /// replace the defaults.
 pub fn scheduler_session(
     config: SessionConfig,
@@ -48,6 +49,7 @@ pub fn scheduler_session(
         .with_config(config)
         .with_runtime_env(runtime(stores, None)?)
         .with_default_features()
+        .with_query_planner(Arc::new(FxQueryPlanner))
         .build();
     state.register_udf(Arc::new(FxConvert::udf()))?;
     Ok(state)

@@ -4,24 +4,22 @@
 //! Delta commit (the whole table, or exactly the `year/month` partitions of `--from/--to` with
 //! a `replaceWhere`), and counts what was and was not converted.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int32Type};
-use datafusion::common::{DataFusionError, ScalarValue};
-use datafusion::execution::SendableRecordBatchStream;
+use arrow::array::AsArray;
+use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{cast, col, lit, Expr};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::JobError;
+use crate::engine::tally::Tally;
+use crate::engine::write::{WriteNode, WriteTarget, Written};
 use crate::engine::Engine;
 use crate::report::NormalizeReport;
-use crate::storage::delta::{self, WriteMode};
+use crate::storage::delta;
+use crate::storage::staged::{self, Replace};
 use crate::storage::{Lake, Table};
 
 const NORMALIZE_SQL: &str = include_str!("../../sql/normalize.sql");
@@ -89,8 +87,7 @@ impl Default for NormalizeOptions {
 }
 
 /// The rows of the months `from..=to`, in terms of the partition columns alone (comparisons,
-/// no arithmetic): Delta's conflict check can then tell that two runs on different months do
-/// not overlap, and both commit at once instead of one redoing its write.
+/// no arithmetic), so the scan of an existing table can prune by partition.
 fn months_between(from: YearMonth, to: YearMonth) -> Expr {
     let (year, month) = (col("year"), col("month"));
     let after_start = year.clone().gt(lit(from.year)).or(year
@@ -117,37 +114,10 @@ fn converted_columns(suffix: &str) -> [(String, String); 2] {
     ]
 }
 
-/// Runs the job. A run that loses its commit to a concurrent one on the same months (or to a
-/// whole-table rewrite) redoes its whole write from the new version, a bounded number of
-/// times with backoff; runs on different months both commit at once.
+/// Runs the job: one commit of the whole table, or of exactly the months asked for. A
+/// concurrent commit to other months does not conflict; one to the same months came first,
+/// and this run's rows replace them on top of it.
 pub async fn normalize(
-    engine: &Engine,
-    lake: &Lake,
-    options: &NormalizeOptions,
-) -> Result<NormalizeReport, JobError> {
-    let mut attempt = 1;
-    loop {
-        match normalize_once(engine, lake, options).await {
-            Err(JobError::Storage(e)) if delta::is_conflict(&e) => {
-                if attempt >= delta::COMMIT_ATTEMPTS {
-                    return Err(JobError::Invalid(format!(
-                        "another writer kept committing to the processed table first ({attempt} \
-                         attempts); nothing was written by this run: {e}"
-                    )));
-                }
-                warn!(
-                    attempt,
-                    "a concurrent commit to processed came first: {e}; redoing the write"
-                );
-                delta::backoff(attempt).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-async fn normalize_once(
     engine: &Engine,
     lake: &Lake,
     options: &NormalizeOptions,
@@ -195,87 +165,138 @@ async fn normalize_once(
         ScalarValue::Int64(Some(i64::from(options.max_rate_age_days))),
     ])?;
     let mut transactions = ctx.table("transactions").await?;
-    let mode = match options.months {
-        Some((from, to)) => {
-            let in_range = months_between(from, to);
-            normalized = normalized.filter(in_range.clone())?;
-            let date = col("date");
-            transactions = transactions.filter(
-                (datafusion::functions::expr_fn::date_part(lit("year"), date.clone()) * lit(100)
-                    + datafusion::functions::expr_fn::date_part(lit("month"), date))
-                .between(lit(from.key()), lit(to.key())),
-            )?;
-            WriteMode::ReplaceWhere(in_range)
-        }
-        None => WriteMode::Overwrite,
-    };
+    if let Some((from, to)) = options.months {
+        normalized = normalized.filter(months_between(from, to))?;
+        let date = col("date");
+        transactions = transactions.filter(
+            (datafusion::functions::expr_fn::date_part(lit("year"), date.clone()) * lit(100)
+                + datafusion::functions::expr_fn::date_part(lit("month"), date))
+            .between(lit(from.key()), lit(to.key())),
+        )?;
+    }
     check_one_rate_per_day(engine).await?;
     report.rows_in = transactions.count().await? as u64;
     report
         .stage_ms
         .insert("plan", started.elapsed().as_millis() as u64);
 
-    // Count every row on its way into the writer; the last partition to finish checks the
-    // counts before delta-rs may commit, so a strict or unreconciled run commits nothing.
+    // The write node writes the files in as many tasks as there are partitions (here or on
+    // the executors); this process checks their tallies, then commits them once.
     let stage = Instant::now();
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let schema = Arc::new(normalized.schema().as_arrow().clone());
-    let streams = normalized.execute_stream_partitioned().await?;
-    let gate = Arc::new(Gate {
-        partitions: streams.len(),
-        finished: AtomicUsize::new(0),
-        rows_in: report.rows_in,
-        strict: options.strict,
-    });
-    let streams = streams
-        .into_iter()
-        .map(|stream| tallied(stream, tally.clone(), gate.clone()))
-        .collect();
-    let mut output = engine.frame_from_streams(schema, streams)?;
     if options.column_suffix != "sgd" {
         for (from, to) in converted_columns(&options.column_suffix) {
-            output = output.with_column_renamed(&from, &to)?;
+            normalized = normalized.with_column_renamed(&from, &to)?;
         }
     }
-    let written = delta::write(
-        lake,
-        Table::Processed,
-        engine.session(),
-        output.into_unoptimized_plan(),
-        mode,
-    )
-    .instrument(info_span!("write processed"))
-    .await;
-    let counted = tally
-        .lock()
-        .map_err(|_| JobError::Invalid("the row tally was poisoned".to_string()))?
-        .fill(&mut report);
-    // Only a complete tally explains a failed write; otherwise the write's own error does.
-    if counted && options.strict && report.unconverted > 0 {
-        return Err(JobError::Unconverted {
+    let schema = Arc::new(normalized.schema().as_arrow().clone());
+    let target = WriteTarget::of(lake, Table::Processed, Some(options.column_suffix.clone()));
+    let plan = WriteNode::new(normalized.into_unoptimized_plan(), target)?.into_plan();
+    let batches = ctx
+        .execute_logical_plan(plan)
+        .await?
+        .collect()
+        .instrument(info_span!("write processed"))
+        .await?;
+    let written = Written::from_batches(&batches)?;
+    fill(&written.tally, &mut report);
+    report.files_written = written.adds.len() as u64;
+    report.write_tasks = written.tasks as u64;
+    let refusal = if options.strict && report.unconverted > 0 {
+        Some(JobError::Unconverted {
             count: report.unconverted,
             detail: unconverted_detail(&report),
-        });
-    }
-    if counted && report.rows_written != report.rows_in {
-        return Err(JobError::Invalid(format!(
+        })
+    } else if report.rows_written != report.rows_in {
+        Some(JobError::Invalid(format!(
             "rows do not reconcile: {} transactions in, {} rows out of the join; nothing was written",
             report.rows_in, report.rows_written
-        )));
+        )))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        let discarded = staged::discarder_of(lake, Table::Processed, &written.adds)?
+            .discard()
+            .await;
+        if let Err(e) = discarded {
+            warn!("could not delete the uncommitted files (vacuum will): {e}");
+        }
+        return Err(refusal);
     }
-    report.processed_version = written?.version().unwrap_or_default() as i64;
     report
         .stage_ms
         .insert("join_and_write", stage.elapsed().as_millis() as u64);
+    let commit = Instant::now();
+    let replace = match options.months {
+        Some((from, to)) => months_replaced(from, to),
+        None => Replace::Table,
+    };
+    // A commit that fails leaves its files unreferenced (vacuum removes them): deleting them
+    // here could break a commit whose answer was lost but that did land.
+    report.processed_version =
+        staged::commit_written(lake, Table::Processed, schema, &written.adds, &replace)
+            .instrument(info_span!("commit processed"))
+            .await
+            .map_err(|e| {
+                if delta::is_conflict(&e) {
+                    JobError::Invalid(format!(
+                "another writer kept committing to the processed table first ({} attempts); \
+                 nothing was written by this run: {e}",
+                delta::COMMIT_ATTEMPTS
+            ))
+                } else {
+                    e.into()
+                }
+            })?;
+    report
+        .stage_ms
+        .insert("commit", commit.elapsed().as_millis() as u64);
     report
         .stage_ms
         .insert("total", started.elapsed().as_millis() as u64);
     info!(
         rows = report.rows_written,
         unconverted = report.unconverted,
+        tasks = written.tasks,
+        files = written.adds.len(),
         "normalized"
     );
     Ok(report)
+}
+
+/// The months `from..=to` as a replacement: by partition value, and as SQL for the log.
+fn months_replaced(from: YearMonth, to: YearMonth) -> Replace {
+    let predicate = format!(
+        "(year > {fy} OR (year = {fy} AND month >= {fm})) AND (year < {ty} OR (year = {ty} AND month <= {tm}))",
+        fy = from.year,
+        fm = from.month,
+        ty = to.year,
+        tm = to.month
+    );
+    let matches = move |values: &std::collections::HashMap<String, Option<String>>| {
+        let number = |name: &str| values.get(name)?.as_deref()?.parse::<i64>().ok();
+        match (number("year"), number("month")) {
+            (Some(year), Some(month)) => (from.key()..=to.key()).contains(&(year * 100 + month)),
+            _ => false,
+        }
+    };
+    Replace::Partitions {
+        predicate,
+        matches: Box::new(matches),
+    }
+}
+
+/// Copies a write's counts into the report.
+fn fill(tally: &Tally, report: &mut NormalizeReport) {
+    report.rows_written = tally.rows;
+    report.withdrawals = tally.sides[0][0];
+    report.withdrawals_converted = tally.sides[0][1];
+    report.deposits = tally.sides[1][0];
+    report.deposits_converted = tally.sides[1][1];
+    report.converted_with_earlier_rate = tally.sides[0][2] + tally.sides[1][2];
+    report.unconverted = tally.unconverted_total();
+    report.unconverted_by_currency = tally.unconverted.clone();
+    report.partitions_written = tally.partitions.keys().cloned().collect();
 }
 
 fn unconverted_detail(report: &NormalizeReport) -> String {
@@ -365,146 +386,9 @@ async fn check_same_base(
     }
 }
 
-/// When the last partition ends: whether the run may commit.
-#[derive(Debug)]
-struct Gate {
-    partitions: usize,
-    finished: AtomicUsize,
-    rows_in: u64,
-    strict: bool,
-}
-
-/// Counts of the rows that went into the writer (default column names).
-#[derive(Debug, Default)]
-struct Tally {
-    complete: bool,
-    rows: u64,
-    /// Withdrawal, deposit: amounts, converted, converted with an earlier day's rate.
-    sides: [[u64; 3]; 2],
-    unconverted: BTreeMap<String, u64>,
-    partitions: BTreeMap<(i32, i32), u64>,
-}
-
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, DataFusionError> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| DataFusionError::Internal(format!("normalize output has no column {name}")))
-}
-
-impl Tally {
-    fn add(&mut self, batch: &RecordBatch) -> Result<(), DataFusionError> {
-        let rows = batch.num_rows();
-        self.rows += rows as u64;
-        let value_date = column(batch, "value_date")?;
-        for (side, counts) in ["withdrawal", "deposit"]
-            .into_iter()
-            .zip(self.sides.iter_mut())
-        {
-            let amount = column(batch, &format!("{side}_amt"))?;
-            let converted = column(batch, &format!("{side}_sgd_amt"))?;
-            let rate_date = column(batch, &format!("{side}_rate_date"))?;
-            counts[0] += (rows - amount.null_count()) as u64;
-            counts[1] += (rows - converted.null_count()) as u64;
-            counts[2] +=
-                arrow::compute::kernels::cmp::lt(rate_date, value_date)?.true_count() as u64;
-            if amount.null_count() < converted.null_count() {
-                let currency = arrow::compute::cast(
-                    column(batch, &format!("{side}_currency"))?,
-                    &DataType::Utf8,
-                )?;
-                let currency = currency.as_string::<i32>();
-                for row in (0..rows).filter(|r| amount.is_valid(*r) && converted.is_null(*r)) {
-                    let code = if currency.is_null(row) {
-                        "?"
-                    } else {
-                        currency.value(row)
-                    };
-                    *self.unconverted.entry(code.to_string()).or_default() += 1;
-                }
-            }
-        }
-        let year = column(batch, "year")?.as_primitive::<Int32Type>();
-        let month = column(batch, "month")?.as_primitive::<Int32Type>();
-        let mut start = 0;
-        while start < rows {
-            let key = (year.value(start), month.value(start));
-            let mut end = start + 1;
-            while end < rows && (year.value(end), month.value(end)) == key {
-                end += 1;
-            }
-            *self.partitions.entry(key).or_default() += (end - start) as u64;
-            start = end;
-        }
-        Ok(())
-    }
-
-    fn unconverted_total(&self) -> u64 {
-        self.unconverted.values().sum()
-    }
-
-    /// Copies the counts into the report; `false` if some partition did not finish.
-    fn fill(&self, report: &mut NormalizeReport) -> bool {
-        report.rows_written = self.rows;
-        report.withdrawals = self.sides[0][0];
-        report.withdrawals_converted = self.sides[0][1];
-        report.deposits = self.sides[1][0];
-        report.deposits_converted = self.sides[1][1];
-        report.converted_with_earlier_rate = self.sides[0][2] + self.sides[1][2];
-        report.unconverted = self.unconverted_total();
-        report.unconverted_by_currency = self.unconverted.clone();
-        report.partitions_written = self
-            .partitions
-            .keys()
-            .map(|(year, month)| format!("year={year}/month={month}"))
-            .collect();
-        self.complete
-    }
-}
-
-/// Wraps one partition of the join: counts each batch, and after the last partition ends,
-/// fails the stream (so delta-rs commits nothing) if the run is strict and some amount has
-/// no rate, or if the rows do not reconcile.
-fn tallied(
-    stream: SendableRecordBatchStream,
-    tally: Arc<Mutex<Tally>>,
-    gate: Arc<Gate>,
-) -> SendableRecordBatchStream {
-    let schema = stream.schema();
-    let poisoned = || DataFusionError::Internal("the row tally was poisoned".to_string());
-    let counting = tally.clone();
-    let counted = stream.map(move |batch| {
-        let batch = batch?;
-        counting.lock().map_err(|_| poisoned())?.add(&batch)?;
-        Ok(batch)
-    });
-    let end = futures::stream::once(async move {
-        if gate.finished.fetch_add(1, Ordering::SeqCst) + 1 < gate.partitions {
-            return None;
-        }
-        let mut tally = match tally.lock() {
-            Ok(tally) => tally,
-            Err(_) => return Some(Err(poisoned())),
-        };
-        tally.complete = true;
-        if gate.strict && tally.unconverted_total() > 0 {
-            return Some(Err(DataFusionError::Execution(
-                "amounts without a usable rate (--strict)".to_string(),
-            )));
-        }
-        if tally.rows != gate.rows_in {
-            return Some(Err(DataFusionError::Execution(format!(
-                "rows do not reconcile: {} in, {} out",
-                gate.rows_in, tally.rows
-            ))));
-        }
-        None
-    })
-    .filter_map(futures::future::ready);
-    Box::pin(RecordBatchStreamAdapter::new(schema, counted.chain(end)))
-}
-
 #[cfg(test)]
 mod tests {
+    use arrow::array::Array;
     use datafusion::prelude::SessionContext;
 
     use super::*;

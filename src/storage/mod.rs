@@ -88,6 +88,8 @@ pub enum StorageError {
         column: String,
         value: String,
     },
+    #[error("Delta table {table}: the written columns differ from the table's: {detail}")]
+    SchemaMismatch { table: String, detail: String },
     #[error("Delta table {table} cannot be read on the cluster: {detail}")]
     Unreadable { table: String, detail: String },
     #[error("Delta table {table}: {source}")]

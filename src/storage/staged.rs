@@ -9,7 +9,7 @@
 //! nothing is left for plain-Parquet readers either. This is also the shape distributed writes
 //! take: workers stage files, one coordinator commits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
@@ -53,6 +53,37 @@ fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
     }
 }
 
+/// How fxpipe writes data files, wherever they are written (a load here, or a task of the
+/// write node): Snappy Parquet, row groups of [`ROW_GROUP_ROWS`], files rolled at
+/// [`TARGET_FILE_BYTES`], statistics as the table's configuration (`delta.dataSkipping…`)
+/// asks.
+pub(crate) fn writer_config(
+    schema: SchemaRef,
+    partition_columns: Vec<String>,
+    configuration: &std::collections::HashMap<String, String>,
+) -> WriterConfig {
+    let configuration = configuration
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    let (indexed, stats_columns) = get_num_idx_cols_and_stats_columns(None, configuration);
+    WriterConfig::new(
+        schema,
+        partition_columns,
+        Some(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .set_created_by(format!("fxpipe {}", env!("CARGO_PKG_VERSION")))
+                .build(),
+        ),
+        NonZeroU64::new(TARGET_FILE_BYTES),
+        None,
+        indexed,
+        stats_columns,
+    )
+}
+
 /// Writes data files of one table without committing them.
 pub struct StagedWriter {
     table: Table,
@@ -85,27 +116,12 @@ impl StagedWriter {
         schema: SchemaRef,
     ) -> Result<Self, StorageError> {
         let state = opened.snapshot().map_err(delta_error(table))?;
-        let (indexed, stats_columns) =
-            get_num_idx_cols_and_stats_columns(Some(state.table_config()), Default::default());
-        let config = WriterConfig::new(
-            schema,
-            table
-                .partition_columns()
-                .iter()
-                .map(|c| c.to_string())
-                .collect(),
-            Some(
-                WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                    .set_created_by(format!("fxpipe {}", env!("CARGO_PKG_VERSION")))
-                    .build(),
-            ),
-            NonZeroU64::new(TARGET_FILE_BYTES),
-            None,
-            indexed,
-            stats_columns,
-        );
+        let partition_columns = table
+            .partition_columns()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let config = writer_config(schema, partition_columns, state.metadata().configuration());
         let store = table_store(lake, table)?;
         Ok(Self {
             table,
@@ -420,4 +436,200 @@ pub async fn commit_replacing_retried(
 
 fn arrow_cast_utf8(expr: datafusion::prelude::Expr) -> datafusion::prelude::Expr {
     datafusion::logical_expr::cast(expr, DataType::Utf8)
+}
+
+/// Which rows a commit of written files replaces.
+pub enum Replace {
+    /// Every row: the table becomes exactly the written files, with their schema.
+    Table,
+    /// The rows of the partitions `matches` selects (by partition value, as the log holds
+    /// them). `predicate` says the same in SQL over the partition columns; it goes into the
+    /// log, where Delta's conflict check uses it: two writes of different partitions both
+    /// commit.
+    Partitions {
+        predicate: String,
+        #[allow(clippy::type_complexity)]
+        matches: Box<dyn Fn(&HashMap<String, Option<String>>) -> bool + Send + Sync>,
+    },
+}
+
+impl std::fmt::Debug for Replace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Table => f.write_str("Table"),
+            Self::Partitions { predicate, .. } => write!(f, "Partitions({predicate})"),
+        }
+    }
+}
+
+/// Names and types of a schema's columns (nullability aside: a plan may say a column can
+/// be null where the table's first writer said it cannot, and the data is the same).
+fn columns_of(schema: &deltalake::kernel::StructType) -> Vec<(String, String)> {
+    schema
+        .fields()
+        .map(|f| (f.name().to_string(), format!("{:?}", f.data_type())))
+        .collect()
+}
+
+/// Commits files that write tasks wrote (see `engine::write`) to `table` as one version that
+/// also removes the rows they replace; a missing table is created by that same version. The
+/// commit carries one application transaction: an answer lost on the way back is recognised
+/// as landed, not committed twice. A concurrent commit that came first is not a reason to
+/// fail: the removals are re-planned from the new version and the same files committed again
+/// (bounded, with backoff), so this run's rows replace the partitions as if it had run last.
+/// Returns the new version; on failure the files are left for the caller (or `vacuum`).
+pub async fn commit_written(
+    lake: &Lake,
+    table: Table,
+    schema: SchemaRef,
+    adds: &[Add],
+    replace: &Replace,
+) -> Result<i64, StorageError> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+    use deltalake::kernel::MetadataExt;
+    let to_error = delta_error(table);
+    let kernel_error = |e: deltalake::kernel::Error| to_error(DeltaTableError::from(e));
+    lake.prepare_table(table)?;
+    let plain = deltalake::kernel::schema::normalize_for_delta(&schema);
+    let written_schema: deltalake::kernel::StructType = plain
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| to_error(DeltaTableError::from(e)))?;
+    let txn = lake.next_transaction();
+    let mut opened = delta::open(lake, table).await?;
+    let mut attempt = 1;
+    loop {
+        let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
+        let committed = match &opened {
+            None => {
+                // The table's first version: protocol, metadata and the files, in one commit.
+                let protocol = serde_json::from_value(serde_json::json!({
+                    "minReaderVersion": 1,
+                    "minWriterVersion": 2
+                }))
+                .map_err(|e| to_error(DeltaTableError::from(e)))?;
+                let metadata = deltalake::kernel::new_metadata(
+                    &written_schema,
+                    table.partition_columns(),
+                    std::iter::empty::<(String, String)>(),
+                )
+                .and_then(|m| m.with_name(table.sql_name().to_string()))
+                .map_err(kernel_error)?;
+                actions.insert(0, Action::Metadata(metadata));
+                actions.insert(0, Action::Protocol(protocol));
+                let operation = DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: Some(
+                        table
+                            .partition_columns()
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect(),
+                    ),
+                    predicate: None,
+                };
+                let log_store = lake
+                    .delta_builder(table)?
+                    .build()
+                    .map_err(&to_error)?
+                    .log_store();
+                let committed = CommitBuilder::from(
+                    CommitProperties::default().with_application_transaction(txn.clone()),
+                )
+                .with_actions(actions)
+                .build(None, log_store, operation)
+                .await
+                .map(|c| c.version() as i64);
+                committed
+            }
+            Some(opened) => {
+                let state = opened.snapshot().map_err(&to_error)?;
+                let table_schema = state.schema();
+                let predicate = match replace {
+                    Replace::Table => {
+                        if table_schema.as_ref() != &written_schema {
+                            let metadata = state
+                                .metadata()
+                                .clone()
+                                .with_schema(&written_schema)
+                                .map_err(kernel_error)?;
+                            actions.push(Action::Metadata(metadata));
+                        }
+                        None
+                    }
+                    Replace::Partitions { predicate, .. } => {
+                        if columns_of(&table_schema) != columns_of(&written_schema) {
+                            return Err(StorageError::SchemaMismatch {
+                                table: table.sql_name().to_string(),
+                                detail: "rewriting some partitions cannot change the table's \
+                                         columns; rewrite the whole table"
+                                    .to_string(),
+                            });
+                        }
+                        Some(predicate.clone())
+                    }
+                };
+                let mut views = opened.get_active_add_actions_by_partitions(&[]);
+                while let Some(view) = views.try_next().await.map_err(&to_error)? {
+                    let replaced = match replace {
+                        Replace::Table => true,
+                        Replace::Partitions { matches, .. } => {
+                            matches(&view.partition_values_map())
+                        }
+                    };
+                    if replaced {
+                        actions.push(Action::Remove(view.remove_action(true)));
+                    }
+                }
+                drop(views);
+                let operation = DeltaOperation::Write {
+                    mode: SaveMode::Overwrite,
+                    partition_by: None,
+                    predicate,
+                };
+                let committed = CommitBuilder::from(
+                    CommitProperties::default().with_application_transaction(txn.clone()),
+                )
+                .with_actions(actions)
+                .build(
+                    Some(state as &dyn TableReference),
+                    opened.log_store(),
+                    operation,
+                )
+                .await
+                .map(|c| c.version() as i64);
+                committed
+            }
+        };
+        let error = match committed {
+            Ok(version) => return Ok(version),
+            Err(error) => to_error(error),
+        };
+        if let Ok(Some(landed)) = delta::landed(lake, table, &txn).await {
+            warn!(
+                table = table.sql_name(),
+                "the commit's answer was lost, but the log holds it: not committing again"
+            );
+            return Ok(landed.version().unwrap_or_default() as i64);
+        }
+        if !delta::is_conflict(&error) || attempt >= delta::COMMIT_ATTEMPTS {
+            return Err(error);
+        }
+        warn!(
+            table = table.sql_name(),
+            attempt, "a concurrent commit came first: {error}; committing again on top of it"
+        );
+        delta::backoff(attempt).await;
+        attempt += 1;
+        opened = delta::open(lake, table).await?;
+    }
+}
+
+/// Deletes files written for `table` that will never be committed.
+pub fn discarder_of(lake: &Lake, table: Table, adds: &[Add]) -> Result<Discarder, StorageError> {
+    Ok(Discarder {
+        table,
+        store: table_store(lake, table)?,
+        paths: adds.iter().map(|a| a.path.clone()).collect(),
+    })
 }

@@ -132,6 +132,22 @@ fn log_file(dir: &std::path::Path, name: &str) -> Stdio {
 }
 
 impl Cluster {
+    /// The lines of the cluster's logs (scheduler and executors) that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        for entry in std::fs::read_dir(self.work.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                lines.extend(log.lines().filter(|l| l.contains(text)).map(String::from));
+            }
+        }
+        lines
+    }
+
     /// The warnings and errors the cluster's processes logged.
     pub fn problems(&self) -> String {
         let mut out = String::new();

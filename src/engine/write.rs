@@ -1,0 +1,521 @@
+//! The write node: many tasks write a table's data files at once, one client commits them.
+//!
+//! DataFusion's own sinks (`INSERT`, `COPY`) want a single partition and write straight to
+//! final paths, and delta-rs's writer runs in the process that calls it. So a job that writes
+//! a table ends its plan in a [`WriteNode`]. It is planned (on the scheduler of a cluster, or
+//! in this process when embedded: one protocol, not two) as a [`WriteExec`] under a hash
+//! repartition on the table's partition columns, so each Hive partition is written by one
+//! task. Each task writes its own uniquely named Parquet files with delta-rs's data-file
+//! writer and returns their `Add` actions (with statistics) and a [`Tally`] of its rows, as
+//! rows. Nothing is visible until the client checks the tallies and commits exactly those
+//! files in one Delta transaction. A task that fails, or is re-run after an executor is lost,
+//! leaves files no version references; `vacuum` removes them.
+
+use std::any::Any;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, Result};
+use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning, PlanProperties,
+};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use deltalake::datafile::writer::DeltaWriter;
+use deltalake::kernel::Add;
+use deltalake::logstore::ObjectStoreRef;
+use futures::StreamExt;
+use object_store::prefix::PrefixStore;
+use serde::{Deserialize, Serialize};
+
+use super::tally::Tally;
+use crate::storage::staged::writer_config;
+use crate::storage::{Lake, Table};
+use percent_encoding::percent_decode_str;
+
+/// The column of a write node's output holding one `Add` action (JSON) per row.
+pub const ADD_COLUMN: &str = "add";
+/// The column of a write node's output holding one task's [`Tally`] (JSON).
+pub const TALLY_COLUMN: &str = "tally";
+
+static OUTPUT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(ADD_COLUMN, DataType::Utf8, true),
+        Field::new(TALLY_COLUMN, DataType::Utf8, true),
+    ]))
+});
+
+/// Where a write's tasks put their files. It travels in the plan, so it holds no
+/// credentials: every node reaches the store with its own (e.g. the instance profile).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Serialize, Deserialize)]
+pub struct WriteTarget {
+    /// The table's SQL name (for messages).
+    pub table: String,
+    /// Root of the object store (`s3://bucket` or `file:///`), as registered on every node.
+    pub store_url: String,
+    /// The table's folder from the store root (`prefix/processed`).
+    pub table_path: String,
+    pub partition_columns: Vec<String>,
+    /// Count normalize's conversions too: the middle of its converted columns (`sgd`).
+    pub converted_suffix: Option<String>,
+}
+
+impl WriteTarget {
+    /// Where `table` of `lake` lives, as every node names it.
+    pub fn of(lake: &Lake, table: Table, converted_suffix: Option<String>) -> Self {
+        let (store_url, _) = lake.root_store();
+        let table_path = percent_decode_str(lake.table_url(table).path())
+            .decode_utf8_lossy()
+            .trim_matches('/')
+            .to_string();
+        Self {
+            table: table.sql_name().to_string(),
+            store_url: ObjectStoreUrl::parse(store_url.as_str())
+                .map(|url| url.as_str().to_string())
+                .unwrap_or_else(|_| store_url.to_string()),
+            table_path,
+            partition_columns: table
+                .partition_columns()
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            converted_suffix,
+        }
+    }
+}
+
+/// The logical node: write the input's rows as data files of `target`.
+#[derive(Debug, Clone)]
+pub struct WriteNode {
+    input: LogicalPlan,
+    target: WriteTarget,
+    schema: DFSchemaRef,
+}
+
+impl WriteNode {
+    pub fn new(input: LogicalPlan, target: WriteTarget) -> Result<Self> {
+        let schema = Arc::new(DFSchema::try_from(OUTPUT_SCHEMA.as_ref().clone())?);
+        Ok(Self {
+            input,
+            target,
+            schema,
+        })
+    }
+
+    /// The node as a plan to run.
+    pub fn into_plan(self) -> LogicalPlan {
+        LogicalPlan::Extension(Extension {
+            node: Arc::new(self),
+        })
+    }
+
+    pub fn target(&self) -> &WriteTarget {
+        &self.target
+    }
+}
+
+impl PartialEq for WriteNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.target == other.target && self.input == other.input
+    }
+}
+
+impl Eq for WriteNode {}
+
+impl PartialOrd for WriteNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        match self.target.partial_cmp(&other.target) {
+            Some(Ordering::Equal) => self.input.partial_cmp(&other.input),
+            order => order,
+        }
+    }
+}
+
+impl Hash for WriteNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.target.hash(state);
+        self.input.hash(state);
+    }
+}
+
+impl UserDefinedLogicalNodeCore for WriteNode {
+    fn name(&self) -> &str {
+        "FxpipeWrite"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "FxpipeWrite: table={} partitioned by {:?}",
+            self.target.table, self.target.partition_columns
+        )
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
+        if inputs.len() != 1 {
+            return Err(DataFusionError::Internal(
+                "FxpipeWrite has exactly one input".to_string(),
+            ));
+        }
+        Self::new(inputs.swap_remove(0), self.target.clone())
+    }
+}
+
+/// The physical node: each partition writes its rows' files and returns their actions.
+#[derive(Debug)]
+pub struct WriteExec {
+    input: Arc<dyn ExecutionPlan>,
+    target: WriteTarget,
+    properties: Arc<PlanProperties>,
+}
+
+impl WriteExec {
+    pub fn new(input: Arc<dyn ExecutionPlan>, target: WriteTarget) -> Self {
+        let partitions = input.output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(OUTPUT_SCHEMA.clone()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Self {
+            input,
+            target,
+            properties,
+        }
+    }
+
+    pub fn target(&self) -> &WriteTarget {
+        &self.target
+    }
+
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+}
+
+impl DisplayAs for WriteExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "FxpipeWriteExec: table={} partitioned by {:?}",
+            self.target.table, self.target.partition_columns
+        )
+    }
+}
+
+impl ExecutionPlan for WriteExec {
+    fn name(&self) -> &'static str {
+        "FxpipeWriteExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    /// Rows of one Hive partition go to one task, so a partition gets one set of files (the
+    /// planner inserts the repartition; never `SinglePartition`, which makes one task).
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        let schema = self.input.schema();
+        let columns: Option<Vec<Arc<dyn PhysicalExpr>>> = self
+            .target
+            .partition_columns
+            .iter()
+            .map(|name| datafusion::physical_expr::expressions::col(name, &schema).ok())
+            .collect();
+        match columns {
+            Some(columns) if !columns.is_empty() => vec![Distribution::KeyPartitioned(columns)],
+            _ => vec![Distribution::UnspecifiedDistribution],
+        }
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal(
+                "FxpipeWriteExec has exactly one input".to_string(),
+            ));
+        }
+        Ok(Arc::new(Self::new(
+            children.swap_remove(0),
+            self.target.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context.clone())?;
+        let url = ObjectStoreUrl::parse(&self.target.store_url)?;
+        let root = context.runtime_env().object_store(&url)?;
+        let store: ObjectStoreRef =
+            Arc::new(PrefixStore::new(root, self.target.table_path.as_str()));
+        let target = self.target.clone();
+        let task = context
+            .task_id()
+            .unwrap_or_else(|| format!("partition {partition}"));
+        let written = futures::stream::once(write_partition(input, store, target, task));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            OUTPUT_SCHEMA.clone(),
+            written,
+        )))
+    }
+}
+
+fn delta_error(error: deltalake::DeltaTableError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// Plain Arrow types for string and binary views: the files are read by Spark, Athena and
+/// older Parquet readers, which know only the plain Parquet types, and the Arrow schema stored
+/// in the file should say what Delta's schema says.
+fn plain_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    }
+}
+
+fn file_schema(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(plain_type(f.data_type())))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
+
+fn to_file_schema(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Writes one partition's rows; returns its `Add` actions and tally as rows.
+async fn write_partition(
+    mut input: SendableRecordBatchStream,
+    store: ObjectStoreRef,
+    target: WriteTarget,
+    task: String,
+) -> Result<RecordBatch> {
+    let schema = file_schema(&input.schema());
+    let config = writer_config(
+        schema.clone(),
+        target.partition_columns.clone(),
+        &Default::default(),
+    );
+    let mut writer = DeltaWriter::new(store, config);
+    let mut tally = Tally::default();
+    let suffix = target.converted_suffix.as_deref();
+    while let Some(batch) = input.next().await {
+        let written = async {
+            let batch = to_file_schema(batch?, &schema)?;
+            tally.add(&batch, &target.partition_columns, suffix)?;
+            writer.write(&batch).await.map_err(delta_error)
+        }
+        .await;
+        if let Err(error) = written {
+            let _ = writer.abort().await;
+            return Err(error);
+        }
+    }
+    let adds = writer.close().await.map_err(delta_error)?;
+    tracing::info!(
+        table = %target.table,
+        task = %task,
+        files = adds.len(),
+        rows = tally.rows,
+        "wrote data files (uncommitted)"
+    );
+    let mut add_column = StringBuilder::new();
+    let mut tally_column = StringBuilder::new();
+    let json = |e: serde_json::Error| DataFusionError::Internal(format!("encoding an action: {e}"));
+    for add in &adds {
+        add_column.append_value(serde_json::to_string(add).map_err(json)?);
+        tally_column.append_null();
+    }
+    add_column.append_null();
+    tally_column.append_value(serde_json::to_string(&tally).map_err(json)?);
+    Ok(RecordBatch::try_new(
+        OUTPUT_SCHEMA.clone(),
+        vec![
+            Arc::new(add_column.finish()),
+            Arc::new(tally_column.finish()),
+        ],
+    )?)
+}
+
+/// What the tasks of a write wrote, gathered by the client.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub adds: Vec<Add>,
+    pub tally: Tally,
+    /// How many tasks reported (one tally each).
+    pub tasks: usize,
+}
+
+impl Written {
+    /// Reads a write node's output rows.
+    pub fn from_batches(batches: &[RecordBatch]) -> Result<Self> {
+        let mut written = Self::default();
+        let json = |e: serde_json::Error| {
+            DataFusionError::Internal(format!("decoding a write task's report: {e}"))
+        };
+        for batch in batches {
+            let text = |name: &str| -> Result<ArrayRef> {
+                let column = batch.column_by_name(name).ok_or_else(|| {
+                    DataFusionError::Internal(format!("a write's output has no column {name}"))
+                })?;
+                Ok(arrow::compute::cast(column, &DataType::Utf8)?)
+            };
+            let adds = text(ADD_COLUMN)?;
+            let tallies = text(TALLY_COLUMN)?;
+            for add in adds.as_string::<i32>().iter().flatten() {
+                written.adds.push(serde_json::from_str(add).map_err(json)?);
+            }
+            for tally in tallies.as_string::<i32>().iter().flatten() {
+                written
+                    .tally
+                    .merge(&serde_json::from_str(tally).map_err(json)?);
+                written.tasks += 1;
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Plans [`WriteNode`]s as [`WriteExec`]s.
+#[derive(Debug, Default)]
+pub struct WritePlanner;
+
+#[async_trait]
+impl ExtensionPlanner for WritePlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        _session: &dyn Session,
+        _planning_ctx: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let any: &dyn Any = node.as_any();
+        let Some(write) = any.downcast_ref::<WriteNode>() else {
+            return Ok(None);
+        };
+        let [input] = physical_inputs else {
+            return Err(DataFusionError::Internal(
+                "FxpipeWrite has exactly one input".to_string(),
+            ));
+        };
+        Ok(Some(Arc::new(WriteExec::new(
+            input.clone(),
+            write.target.clone(),
+        ))))
+    }
+}
+
+/// The query planner of fxpipe's sessions (embedded, and the scheduler's): DataFusion's, with
+/// the write node and delta-rs's own nodes.
+#[derive(Debug, Default)]
+pub struct FxQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for FxQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(WritePlanner),
+            deltalake::delta_datafusion::planner::DeltaExtensionPlanner::new(),
+        ]);
+        planner.create_physical_plan(logical_plan, session).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_are_written_as_plain_types() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8View, true),
+            Field::new("b", DataType::Int32, false),
+        ]));
+        let plain = file_schema(&schema);
+        assert_eq!(plain.field(0).data_type(), &DataType::Utf8);
+        assert_eq!(plain.field(1).data_type(), &DataType::Int32);
+        assert!(!plain.field(1).is_nullable());
+    }
+}
