@@ -52,7 +52,24 @@ fn normalize_on_the_cluster_equals_embedded() {
     let csv = golden_dir().join("transactions.csv");
     lake.run(&["load", csv.to_str().unwrap()]);
     let cluster = Cluster::start(2, &[]);
-    on(&lake, &cluster, &["normalize"]);
+    let output = lake
+        .command(&["--cluster", &cluster.address(), "normalize"])
+        .output()
+        .expect("normalize on the cluster");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Progress from the scheduler's REST API: each of the job's cluster jobs, as it ended.
+    let ended: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cluster job") && l.contains(": completed ("))
+        .collect();
+    assert!(!ended.is_empty(), "no progress in:\n{stderr}");
+    assert!(
+        ended
+            .iter()
+            .all(|l| l.contains(" stages, ") && l.contains(" tasks)")),
+        "{stderr}"
+    );
     for query in QUERIES {
         assert_eq!(
             lake.run(&["sql", query, "--format", "csv"]),
@@ -73,6 +90,149 @@ fn normalize_on_the_cluster_equals_embedded() {
             .filter(|f| f.ends_with(".parquet"))
             .count() as u64
     );
+}
+
+const LOADED: [&str; 3] = [
+    "SELECT * FROM transactions ORDER BY source_file, source_line",
+    "SELECT source_file, source_line, reason, field, raw FROM rejects ORDER BY source_file, source_line",
+    "SELECT source_file, source_hash, rows_read, rows_loaded, rows_rejected, decimal_separator FROM loads ORDER BY source_file",
+];
+
+#[test]
+fn load_on_the_cluster_equals_embedded() {
+    let embedded = Lake::new();
+    let lake = Lake::new();
+    // Four exports (three with faults, each different), at paths both lakes' runs name alike.
+    let dir = tempfile::tempdir().unwrap();
+    let golden = dir.path().join("golden.csv");
+    std::fs::copy(golden_dir().join("transactions.csv"), &golden).unwrap();
+    let mut files = vec![golden.to_str().unwrap().to_string()];
+    for (n, rows) in ["2000", "3000", "500"].into_iter().enumerate() {
+        let dirty = dir.path().join(format!("dirty-{n}.csv"));
+        lake.run(&[
+            "gen",
+            "transactions",
+            "--rows",
+            rows,
+            "--dirty",
+            "0.05",
+            "--out",
+            dirty.to_str().unwrap(),
+        ]);
+        files.push(dirty.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["load"];
+    args.extend(files.iter().map(String::as_str));
+    embedded.run(&args);
+    let cluster = Cluster::start(2, &[]);
+    let output = lake
+        .command(&["--cluster", &cluster.address()])
+        .args(&args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // The files were spread over several tasks (what makes each task's share matter).
+    let tasks: Vec<u64> = stderr
+        .lines()
+        .filter(|l| l.contains("cluster job") && l.contains(": completed ("))
+        .filter_map(|l| l.split(" stages, ").nth(1)?.split('/').next()?.parse().ok())
+        .collect();
+    assert!(tasks.iter().any(|&t| t >= 2), "{stderr}");
+    for query in LOADED {
+        assert_eq!(
+            lake.run(&["sql", query, "--format", "csv"]),
+            embedded.run(&["sql", query, "--format", "csv"]),
+            "{query}"
+        );
+    }
+    // The executors parsed each file exactly once (however the scheduler grouped the files
+    // into tasks), and the client committed them.
+    let parsed = cluster.log_lines("parsed and staged an export");
+    assert_eq!(parsed.len(), files.len(), "{parsed:#?}");
+    for file in &files {
+        assert_eq!(
+            parsed.iter().filter(|l| l.contains(file.as_str())).count(),
+            1,
+            "{file}: {parsed:#?}"
+        );
+    }
+    // The same content again is skipped, as embedded.
+    let again = on(&lake, &cluster, &args);
+    assert!(again.contains("skipped"), "{again}");
+    assert_eq!(
+        lake.run(&[
+            "sql",
+            "SELECT count(*) FROM transactions",
+            "--format",
+            "csv"
+        ]),
+        embedded.run(&[
+            "sql",
+            "SELECT count(*) FROM transactions",
+            "--format",
+            "csv"
+        ])
+    );
+}
+
+#[test]
+fn load_of_s3_objects_on_the_cluster_reads_them_on_the_executors() {
+    let lake = Lake::s3();
+    let csv = std::fs::read(golden_dir().join("transactions.csv")).unwrap();
+    let other = String::from_utf8(csv.clone())
+        .unwrap()
+        .replace("409000611074", "409000999999");
+    let moto = lake.moto();
+    moto.put(common::BUCKET, "exports/2024-01.csv", &csv);
+    moto.put(common::BUCKET, "exports/2024-02.csv", other.as_bytes());
+    let cluster = Cluster::start(2, &moto.env());
+    let out = on(
+        &lake,
+        &cluster,
+        &["load", "s3://fxpipe-test-lake/exports/2024-*.csv"],
+    );
+    assert!(out.contains("2024-02.csv"), "{out}");
+    assert_eq!(lake.count("transactions"), 18);
+    assert_eq!(lake.count("rejects"), 18);
+    assert_eq!(cluster.log_lines("parsed and staged an export").len(), 2);
+}
+
+#[test]
+fn a_file_that_is_not_an_export_fails_on_the_cluster_as_embedded() {
+    let lake = Lake::new();
+    let dir = tempfile::tempdir().unwrap();
+    let golden = dir.path().join("golden.csv");
+    std::fs::copy(golden_dir().join("transactions.csv"), &golden).unwrap();
+    let bad = dir.path().join("notes.csv");
+    std::fs::write(&bad, "name,amount\nalice,3\n").unwrap();
+    let args = ["load", golden.to_str().unwrap(), bad.to_str().unwrap()];
+    let embedded_lake = Lake::new();
+    let embedded = embedded_lake.try_run(&args);
+    assert!(!embedded.status.success());
+    let cluster = Cluster::start(2, &[]);
+    let output = lake
+        .command(&["--cluster", &cluster.address()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let (want, got) = (
+        String::from_utf8_lossy(&embedded.stderr),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    // The same error, naming the file; the good file before it was committed, as embedded.
+    let error = want
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap();
+    assert!(error.contains("notes.csv"), "{want}");
+    assert!(got.contains(error), "embedded: {want}\ncluster: {got}");
+    assert_eq!(
+        lake.count("transactions"),
+        embedded_lake.count("transactions")
+    );
+    assert_eq!(lake.count("loads"), 1);
 }
 
 #[test]

@@ -55,7 +55,7 @@ struct Cli {
     s3: S3Args,
 
     /// Run the job's queries on a Ballista cluster (`df://HOST:PORT`, the scheduler):
-    /// normalize, sql and report. Other commands run in this process.
+    /// load, normalize, sql and report. Other commands run in this process.
     #[arg(
         long,
         global = true,
@@ -360,7 +360,8 @@ pub fn main() -> ExitCode {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // Cluster job progress is shown unless asked for less (RUST_LOG).
+        0 => "warn,fxpipe::engine::progress=info",
         1 => "info,fxpipe=info",
         _ => "debug",
     };
@@ -390,7 +391,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let lake = Lake::open(&cli.lake, !reads_only, &s3).await?;
     let on_cluster = matches!(
         cli.command,
-        Command::Normalize(_) | Command::Sql(_) | Command::Report(_)
+        Command::Load(_) | Command::Normalize(_) | Command::Sql(_) | Command::Report(_)
     );
     let engine = match &cli.cluster {
         Some(address) if on_cluster => Engine::cluster(address).await?,
@@ -402,7 +403,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     engine.attach(&lake);
     let cluster = engine.cluster_address().map(str::to_string);
+    let progress = engine.watch_progress();
     let result = run_command(cli, engine, lake, &s3).await;
+    if let Some(progress) = progress {
+        progress.finish().await;
+    }
     match cluster {
         // A job that failed on the cluster says where it ran (the scheduler may be gone).
         Some(address) => {

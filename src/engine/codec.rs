@@ -20,11 +20,29 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 
 use super::delta_files::{DeltaFiles, DeltaFilesTable};
 use super::write::{WriteExec, WriteNode, WriteTarget};
+use crate::jobs::parse_node::{ParseExec, ParseNode, ParseSpec};
 
 /// Marks a table provider of ours in an encoded plan.
 const DELTA_FILES_TAG: &[u8] = b"fxpipe.delta-files.v1:";
 /// Marks a write node (logical or physical) of ours in an encoded plan.
 const WRITE_TAG: &[u8] = b"fxpipe.write.v1:";
+/// Marks `load`'s parse node (logical or physical) in an encoded plan.
+const PARSE_TAG: &[u8] = b"fxpipe.parse.v1:";
+
+fn encode_spec(spec: &ParseSpec, buf: &mut Vec<u8>) -> Result<()> {
+    buf.extend_from_slice(PARSE_TAG);
+    serde_json::to_writer(&mut *buf, spec)
+        .map_err(|e| DataFusionError::Internal(format!("encoding a parse node: {e}")))
+}
+
+fn decode_spec(buf: &[u8]) -> Result<Option<ParseSpec>> {
+    buf.strip_prefix(PARSE_TAG)
+        .map(|json| {
+            serde_json::from_slice(json)
+                .map_err(|e| DataFusionError::Internal(format!("decoding a parse node: {e}")))
+        })
+        .transpose()
+}
 
 fn encode_target(target: &WriteTarget, buf: &mut Vec<u8>) -> Result<()> {
     buf.extend_from_slice(WRITE_TAG);
@@ -66,6 +84,11 @@ impl LogicalExtensionCodec for FxLogicalCodec {
         inputs: &[LogicalPlan],
         ctx: &TaskContext,
     ) -> Result<Extension> {
+        if let Some(spec) = decode_spec(buf)? {
+            return Ok(Extension {
+                node: Arc::new(ParseNode::new(spec)?),
+            });
+        }
         match decode_target(buf)? {
             Some(target) => Ok(Extension {
                 node: Arc::new(WriteNode::new(one_input(inputs)?, target)?),
@@ -76,6 +99,9 @@ impl LogicalExtensionCodec for FxLogicalCodec {
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
         let any: &dyn std::any::Any = node.node.as_any();
+        if let Some(parse) = any.downcast_ref::<ParseNode>() {
+            return encode_spec(parse.spec(), buf);
+        }
         match any.downcast_ref::<WriteNode>() {
             Some(write) => encode_target(write.target(), buf),
             None => self.ballista.try_encode(node, buf),
@@ -139,7 +165,7 @@ impl LogicalExtensionCodec for FxLogicalCodec {
     }
 }
 
-/// The physical codec: fxpipe's write node, and Ballista's for the rest (its shuffle nodes,
+/// The physical codec: fxpipe's write and parse nodes, and Ballista's for the rest (its shuffle nodes,
 /// DataFusion's own nodes).
 #[derive(Debug, Default)]
 pub struct FxPhysicalCodec {
@@ -154,6 +180,9 @@ impl PhysicalExtensionCodec for FxPhysicalCodec {
         ctx: &TaskContext,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(spec) = decode_spec(buf)? {
+            return Ok(Arc::new(ParseExec::with_input(spec, one_input(inputs)?)));
+        }
         match decode_target(buf)? {
             Some(target) => Ok(Arc::new(WriteExec::new(one_input(inputs)?, target))),
             None => self.ballista.try_decode(buf, inputs, ctx, converter),
@@ -166,6 +195,9 @@ impl PhysicalExtensionCodec for FxPhysicalCodec {
         buf: &mut Vec<u8>,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
+        if let Some(parse) = node.downcast_ref::<ParseExec>() {
+            return encode_spec(parse.spec(), buf);
+        }
         match node.downcast_ref::<WriteExec>() {
             Some(write) => encode_target(write.target(), buf),
             None => self.ballista.try_encode(node, buf, converter),

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod delta_files;
 pub mod functions;
 pub mod node;
+pub mod progress;
 pub mod tally;
 pub mod write;
 
@@ -30,6 +31,8 @@ pub struct Engine {
     local: SessionContext,
     /// The scheduler's address when plans run on a Ballista cluster.
     cluster: Option<String>,
+    /// The name this engine's cluster jobs carry (`ballista.job.name`), to follow them.
+    job_name: Option<String>,
 }
 
 /// Why an engine could not be set up.
@@ -79,6 +82,7 @@ impl Engine {
             local: ctx.clone(),
             ctx,
             cluster: None,
+            job_name: None,
         }
     }
 
@@ -103,7 +107,8 @@ impl Engine {
             address: address.to_string(),
             source,
         })?;
-        let mut config = node::session_config();
+        let job_name = format!("fxpipe-{:016x}", rand::random::<u64>());
+        let mut config = node::session_config().set_str("ballista.job.name", &job_name);
         config.options_mut().sql_parser.parse_float_as_decimal = true;
         let state = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)
@@ -116,7 +121,17 @@ impl Engine {
             ctx,
             local: Self::embedded().ctx,
             cluster: Some(address.to_string()),
+            job_name: Some(job_name),
         })
+    }
+
+    /// Follows this engine's jobs on the cluster (none when embedded); see [`progress`].
+    pub fn watch_progress(&self) -> Option<progress::Progress> {
+        let host_port = self.cluster.as_deref()?.strip_prefix("df://")?;
+        Some(progress::Progress::start(
+            host_port,
+            self.job_name.as_deref()?,
+        ))
     }
 
     /// The scheduler's address, when plans run on a cluster.

@@ -101,6 +101,18 @@ impl WriteTarget {
     }
 }
 
+impl WriteTarget {
+    /// The table's folder as a store, through this node's own store of the bucket (or `/`).
+    pub fn store_on(
+        &self,
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+    ) -> Result<ObjectStoreRef> {
+        let url = ObjectStoreUrl::parse(&self.store_url)?;
+        let root = runtime.object_store(&url)?;
+        Ok(Arc::new(PrefixStore::new(root, self.table_path.as_str())))
+    }
+}
+
 /// The logical node: write the input's rows as data files of `target`.
 #[derive(Debug, Clone)]
 pub struct WriteNode {
@@ -484,7 +496,7 @@ impl ExtensionPlanner for WritePlanner {
 }
 
 /// The query planner of fxpipe's sessions (embedded, and the scheduler's): DataFusion's, with
-/// the write node and delta-rs's own nodes.
+/// the write node, `load`'s parse node and delta-rs's own nodes.
 #[derive(Debug, Default)]
 pub struct FxQueryPlanner;
 
@@ -497,6 +509,7 @@ impl QueryPlanner for FxQueryPlanner {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let planner = DefaultPhysicalPlanner::with_extension_planners(vec![
             Arc::new(WritePlanner),
+            Arc::new(crate::jobs::parse_node::ParsePlanner),
             deltalake::delta_datafusion::planner::DeltaExtensionPlanner::new(),
         ]);
         planner.create_physical_plan(logical_plan, session).await

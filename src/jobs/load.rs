@@ -33,6 +33,7 @@ use deltalake::DeltaTable;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::JobError;
+use crate::engine::write::WriteTarget;
 use crate::engine::Engine;
 use crate::faults;
 use crate::report::{FileLoad, LoadReport};
@@ -51,13 +52,18 @@ pub struct LoadOptions {
     pub decimal_separator: DecimalSeparator,
 }
 
-/// Loads each file in turn (one set of commits per file).
+/// Loads each file in turn (one set of commits per file). On a cluster the files are parsed
+/// and staged on the executors, all at once (see [`super::parse_node`]); the commits are the
+/// same, file by file in order.
 pub async fn load(
     engine: &Engine,
     lake: &Lake,
     files: &[Input],
     options: &LoadOptions,
 ) -> Result<LoadReport, JobError> {
+    if engine.cluster_address().is_some() {
+        return load_on_cluster(engine, lake, files, options).await;
+    }
     let started = Instant::now();
     let mut report = LoadReport::default();
     for input in files {
@@ -71,10 +77,144 @@ pub async fn load(
     Ok(report)
 }
 
+async fn load_on_cluster(
+    cluster: &Engine,
+    lake: &Lake,
+    files: &[Input],
+    options: &LoadOptions,
+) -> Result<LoadReport, JobError> {
+    use super::parse_node::{self, ParseFile, ParseNode, ParseSpec};
+    use crate::storage::inputs::InputRef;
+    let started = Instant::now();
+    // The bookkeeping (what is loaded, what to replace) reads the lake here, through delta-rs.
+    let local = Engine::embedded();
+    local.attach(lake);
+    let mut identities = Vec::new();
+    for input in files {
+        identities.push(identity(input)?);
+    }
+    let spec = ParseSpec {
+        files: files
+            .iter()
+            .zip(&identities)
+            .map(|(input, source_file)| ParseFile {
+                // A local file by its canonical path, which every node must see.
+                input: match input.reference() {
+                    InputRef::Local(_) => InputRef::Local(source_file.into()),
+                    object => object,
+                },
+                source_file: source_file.clone(),
+            })
+            .collect(),
+        decimal_separator: match options.decimal_separator {
+            DecimalSeparator::Auto => "auto",
+            DecimalSeparator::Point => ".",
+            DecimalSeparator::Comma => ",",
+        }
+        .to_string(),
+        transactions: WriteTarget::of(lake, Table::Transactions, None),
+        rejects: WriteTarget::of(lake, Table::Rejects, None),
+    };
+    let batches = cluster
+        .ctx()
+        .execute_logical_plan(ParseNode::new(spec)?.into_plan())
+        .await?
+        .collect()
+        .instrument(info_span!("parse on the cluster", files = files.len()))
+        .await?;
+    // The tasks end in any order; the commits follow the command line's.
+    let mut outcomes = parse_node::outcomes(&batches)?;
+    let mut ordered = Vec::new();
+    for source_file in &identities {
+        let at = outcomes
+            .iter()
+            .position(|(f, _)| f == source_file)
+            .ok_or_else(|| {
+                JobError::Invalid(format!("the cluster returned nothing for {source_file}"))
+            })?;
+        ordered.push(outcomes.swap_remove(at));
+    }
+    let mut report = LoadReport::default();
+    let mut tables = None;
+    let mut pending = ordered.into_iter();
+    while let Some((source_file, outcome)) = pending.next() {
+        let span = info_span!("load", file = %source_file);
+        let committed = commit_outcome(&local, lake, &source_file, outcome, &mut tables)
+            .instrument(span)
+            .await;
+        match committed {
+            Ok(mut file) => {
+                file.elapsed_ms = started.elapsed().as_millis() as u64;
+                report.add(file);
+            }
+            Err(error) => {
+                // The later files were staged too, and will never be committed.
+                for (later, outcome) in pending {
+                    let Ok(parsed) = outcome else { continue };
+                    for (table, adds) in [
+                        (Table::Transactions, parsed.rows),
+                        (Table::Rejects, parsed.rejects),
+                    ] {
+                        let discarded = staged::discarder_of(lake, table, &adds)?.discard().await;
+                        if let Err(e) = discarded {
+                            warn!(source_file = %later, "could not delete staged files: {e}");
+                        }
+                    }
+                }
+                return Err(error);
+            }
+        }
+    }
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Commits one file a cluster task staged, as [`load_file`] does after its own parse.
+async fn commit_outcome(
+    local: &Engine,
+    lake: &Lake,
+    source_file: &str,
+    outcome: super::parse_node::Outcome,
+    tables: &mut Option<[DeltaTable; 2]>,
+) -> Result<FileLoad, JobError> {
+    // The error is the one a local load of the file gives (file, line, field).
+    let parsed = outcome.map_err(JobError::Invalid)?;
+    let tables = match tables {
+        Some(tables) => tables,
+        None => tables.insert([
+            staged::ensure_table(
+                lake,
+                Table::Transactions,
+                local.ctx(),
+                crate::transactions::schema(),
+            )
+            .await?,
+            staged::ensure_table(lake, Table::Rejects, local.ctx(), rejects_schema()).await?,
+        ]),
+    };
+    let parsed = Parsed {
+        rows: StagedFiles::from_adds(lake, Table::Transactions, parsed.rows)?,
+        rejects: StagedFiles::from_adds(lake, Table::Rejects, parsed.rejects)?,
+        counts: parsed.counts,
+        content: parsed.content,
+    };
+    let discarders = [parsed.rows.discarder(), parsed.rejects.discarder()];
+    let mut committed = 0;
+    let outcome = commit_file(local, lake, source_file, tables, parsed, &mut committed).await;
+    if outcome.is_err() {
+        for discarder in discarders.into_iter().skip(committed) {
+            if let Err(e) = discarder.discard().await {
+                warn!(%source_file, "could not delete staged files: {e}");
+            }
+        }
+    }
+    outcome
+}
+
 /// The identity of an input: `s3://bucket/key` for an object; for a local file its absolute
 /// path with symlinks resolved (a `latest.csv` link that points at a new export each month
 /// names a new file each month).
-fn identity(input: &Input) -> Result<String, JobError> {
+pub(crate) fn identity(input: &Input) -> Result<String, JobError> {
     let Some(path) = input.local_path() else {
         let name = input.display_path();
         return Ok(name.to_string_lossy().to_string());
@@ -92,18 +232,18 @@ fn identity(input: &Input) -> Result<String, JobError> {
 }
 
 /// What one read of a file produced: staged (uncommitted) files and the content's identity.
-struct Parsed {
-    rows: StagedFiles,
-    rejects: StagedFiles,
-    counts: LoadCounts,
-    content: Content,
+pub(crate) struct Parsed {
+    pub(crate) rows: StagedFiles,
+    pub(crate) rejects: StagedFiles,
+    pub(crate) counts: LoadCounts,
+    pub(crate) content: Content,
 }
 
 /// What makes two loads the same: the bytes, and the decimal mark they were read with.
-#[derive(Debug, Clone)]
-struct Content {
-    hash: String,
-    decimal_separator: &'static str,
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Content {
+    pub hash: String,
+    pub decimal_separator: String,
 }
 
 async fn load_file(
@@ -129,7 +269,18 @@ async fn load_file(
         staged::ensure_table(lake, Table::Rejects, ctx, rejects_schema()).await?,
     ];
 
-    let parsed = parse_and_stage(lake, reader, hasher, &tables[0], &tables[1]).await?;
+    let writers = [
+        StagedWriter::begin(
+            lake,
+            Table::Transactions,
+            &tables[0],
+            crate::transactions::schema(),
+        )
+        .await?,
+        StagedWriter::begin(lake, Table::Rejects, &tables[1], rejects_schema()).await?,
+    ];
+    let [rows_writer, rejects_writer] = writers;
+    let parsed = parse_and_stage(reader, hasher, rows_writer, rejects_writer).await?;
     let discarders = [parsed.rows.discarder(), parsed.rejects.discarder()];
     let mut committed = 0;
     let outcome = commit_file(engine, lake, &source_file, &tables, parsed, &mut committed).await;
@@ -259,11 +410,11 @@ async fn commit_file(
     ))
 }
 
-type SharedHasher = Arc<Mutex<blake3::Hasher>>;
+pub(crate) type SharedHasher = Arc<Mutex<blake3::Hasher>>;
 
 /// Opens an export through a hashing reader and reads its header (on a blocking thread: an
 /// S3 download is bridged to a blocking reader).
-async fn open_export(
+pub(crate) async fn open_export(
     input: &Input,
     source_file: &str,
     options: &LoadOptions,
@@ -290,12 +441,11 @@ async fn open_export(
 
 /// Reads the rest of the file: parses it on a blocking thread, hashing the same bytes, while
 /// this task writes the rows and rejects as data files (not yet committed).
-async fn parse_and_stage(
-    lake: &Lake,
+pub(crate) async fn parse_and_stage(
     mut reader: TransactionCsv,
     hasher: SharedHasher,
-    transactions: &deltalake::DeltaTable,
-    rejects: &deltalake::DeltaTable,
+    mut rows_writer: StagedWriter,
+    mut rejects_writer: StagedWriter,
 ) -> Result<Parsed, JobError> {
     // `auto(,)`: comma decimals guessed from a `;` delimiter, which also refuses the amounts
     // it cannot tell apart, so it reads differently from an explicit `,`.
@@ -314,15 +464,6 @@ async fn parse_and_stage(
         Ok::<_, crate::transactions::csv::CsvError>(reader.counts().clone())
     });
 
-    let mut rows_writer = StagedWriter::begin(
-        lake,
-        Table::Transactions,
-        transactions,
-        crate::transactions::schema(),
-    )
-    .await?;
-    let mut rejects_writer =
-        StagedWriter::begin(lake, Table::Rejects, rejects, rejects_schema()).await?;
     let mut write_error = None;
     while let Some(batch) = receiver.recv().await {
         let written = match &batch {
@@ -371,7 +512,7 @@ async fn parse_and_stage(
         counts,
         content: Content {
             hash,
-            decimal_separator,
+            decimal_separator: decimal_separator.to_string(),
         },
     })
 }
@@ -446,7 +587,7 @@ async fn look_up_loads(
         .filter(
             col("source_hash")
                 .eq(lit(content.hash.as_str()))
-                .and(col("decimal_separator").eq(lit(content.decimal_separator))),
+                .and(col("decimal_separator").eq(lit(content.decimal_separator.as_str()))),
         )?
         .select_columns(&["source_file"])?
         .limit(0, Some(1))?
@@ -476,7 +617,7 @@ async fn replace_loads_row(
                 Arc::new(Int64Array::from(vec![counts.rows_loaded as i64])),
                 Arc::new(Int64Array::from(vec![counts.rows_rejected as i64])),
                 Arc::new(TimestampMicrosecondArray::from(vec![loaded_at]).with_timezone("UTC")),
-                Arc::new(StringArray::from(vec![content.decimal_separator])),
+                Arc::new(StringArray::from(vec![content.decimal_separator.clone()])),
             ];
             RecordBatch::try_new(loads_schema(), columns).map_err(DataFusionError::from)?
         }

@@ -6,6 +6,7 @@
 pub mod analytics;
 pub mod load;
 pub mod normalize;
+pub mod parse_node;
 
 use crate::ingest::IngestError;
 use crate::storage::StorageError;

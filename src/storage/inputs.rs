@@ -30,6 +30,14 @@ enum Location {
     },
 }
 
+/// An input as it travels in a plan to a cluster node, which opens it with its own stores:
+/// a path every node sees, or an object of a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, serde::Serialize, serde::Deserialize)]
+pub enum InputRef {
+    Local(PathBuf),
+    Object { bucket: String, key: String },
+}
+
 /// Errors finding or opening inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -60,6 +68,35 @@ impl Input {
             Location::Local(path) => path.clone(),
             Location::Object { bucket, key, .. } => PathBuf::from(format!("s3://{bucket}/{key}")),
         }
+    }
+
+    /// How a cluster node names this input.
+    pub fn reference(&self) -> InputRef {
+        match &self.location {
+            Location::Local(path) => InputRef::Local(path.clone()),
+            Location::Object { bucket, key, .. } => InputRef::Object {
+                bucket: bucket.clone(),
+                key: key.to_string(),
+            },
+        }
+    }
+
+    /// The input `reference` names, opened through `store` (the node's store of its bucket)
+    /// when it is an object.
+    pub fn from_reference(
+        reference: &InputRef,
+        store: Option<Arc<dyn ObjectStore>>,
+    ) -> Option<Self> {
+        let location = match reference {
+            InputRef::Local(path) => Location::Local(path.clone()),
+            InputRef::Object { bucket, key } => Location::Object {
+                store: store?,
+                bucket: bucket.clone(),
+                // The key as `reference` printed it: already a valid path, not to be encoded again.
+                key: StorePath::parse(key.as_str()).ok()?,
+            },
+        };
+        Some(Self { location })
     }
 
     /// The local path, for local inputs.

@@ -130,6 +130,22 @@ impl StagedWriter {
         })
     }
 
+    /// Starts writing files for `table` into `store` (rooted at the table's folder): what a
+    /// cluster node does, with its own store and no table to open.
+    pub fn with_store(table: Table, store: ObjectStoreRef, schema: SchemaRef) -> Self {
+        let partition_columns = table
+            .partition_columns()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let config = writer_config(schema, partition_columns, &Default::default());
+        Self {
+            table,
+            writer: DeltaWriter::new(store.clone(), config),
+            store,
+        }
+    }
+
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), StorageError> {
         self.writer
             .write(batch)
@@ -154,6 +170,20 @@ impl StagedWriter {
 }
 
 impl StagedFiles {
+    /// Files another process (a cluster task) wrote for `table` of `lake`.
+    pub fn from_adds(lake: &Lake, table: Table, adds: Vec<Add>) -> Result<Self, StorageError> {
+        Ok(Self {
+            table,
+            store: table_store(lake, table)?,
+            adds,
+        })
+    }
+
+    /// The files' `Add` actions.
+    pub fn adds(&self) -> &[Add] {
+        &self.adds
+    }
+
     /// Deletes the files: the write never happened, for every kind of reader.
     pub async fn discard(self) -> Result<(), StorageError> {
         self.discarder().discard().await

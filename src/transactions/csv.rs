@@ -56,7 +56,7 @@ pub enum CsvError {
 }
 
 /// What happened to the rows of one file. `rows_read == rows_loaded + rows_rejected` always.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoadCounts {
     pub rows_read: u64,
     pub rows_loaded: u64,

@@ -68,7 +68,9 @@ pub fn loads_schema() -> SchemaRef {
 }
 
 /// Why a row was rejected: a stable code (for SQL over the rejects table) per kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// More non-empty fields than the header has columns, or unreadable CSV.
