@@ -112,8 +112,8 @@ async fn load_on_cluster(
             DecimalSeparator::Comma => ",",
         }
         .to_string(),
-        transactions: WriteTarget::of(lake, Table::Transactions, None),
-        rejects: WriteTarget::of(lake, Table::Rejects, None),
+        transactions: WriteTarget::of(lake, Table::Transactions, None, false),
+        rejects: WriteTarget::of(lake, Table::Rejects, None, false),
     };
     let batches = cluster
         .ctx()

@@ -189,7 +189,12 @@ pub async fn normalize(
         }
     }
     let schema = Arc::new(normalized.schema().as_arrow().clone());
-    let target = WriteTarget::of(lake, Table::Processed, Some(options.column_suffix.clone()));
+    let target = WriteTarget::of(
+        lake,
+        Table::Processed,
+        Some(options.column_suffix.clone()),
+        engine.cluster_address().is_some(),
+    );
     let plan = WriteNode::new(normalized.into_unoptimized_plan(), target)?.into_plan();
     let batches = ctx
         .execute_logical_plan(plan)
