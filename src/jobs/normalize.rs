@@ -476,6 +476,43 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn a_month_range_replaces_exactly_its_partitions_across_a_year_end() {
+        let from = "2017-11".parse().unwrap();
+        let to = "2018-02".parse().unwrap();
+        let Replace::Partitions { predicate, matches } = months_replaced(from, to) else {
+            panic!("a month range replaces partitions");
+        };
+        let partition = |year: Option<&str>, month: Option<&str>| {
+            let mut values = std::collections::HashMap::new();
+            values.insert("year".to_string(), year.map(str::to_string));
+            values.insert("month".to_string(), month.map(str::to_string));
+            values
+        };
+        for (year, month, replaced) in [
+            ("2017", "10", false),
+            ("2017", "11", true),
+            ("2017", "12", true),
+            ("2018", "1", true),
+            ("2018", "2", true),
+            ("2018", "3", false),
+            ("2016", "12", false),
+        ] {
+            assert_eq!(
+                matches(&partition(Some(year), Some(month))),
+                replaced,
+                "{year}-{month}"
+            );
+        }
+        // A file without partition values is never taken for one of the months.
+        assert!(!matches(&partition(None, Some("12"))));
+        assert!(!matches(&partition(Some("2017"), None)));
+        assert_eq!(
+            predicate,
+            "(year > 2017 OR (year = 2017 AND month >= 11)) AND (year < 2018 OR (year = 2018 AND month <= 2))"
+        );
+    }
+
     #[tokio::test]
     async fn as_of_rates_within_the_age_never_later_and_paired_by_day(
     ) -> datafusion::error::Result<()> {
