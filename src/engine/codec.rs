@@ -29,34 +29,21 @@ const WRITE_TAG: &[u8] = b"fxpipe.write.v1:";
 /// Marks `load`'s parse node (logical or physical) in an encoded plan.
 const PARSE_TAG: &[u8] = b"fxpipe.parse.v1:";
 
-fn encode_spec(spec: &ParseSpec, buf: &mut Vec<u8>) -> Result<()> {
-    buf.extend_from_slice(PARSE_TAG);
-    serde_json::to_writer(&mut *buf, spec)
-        .map_err(|e| DataFusionError::Internal(format!("encoding a parse node: {e}")))
-}
-
-fn decode_spec(buf: &[u8]) -> Result<Option<ParseSpec>> {
-    buf.strip_prefix(PARSE_TAG)
-        .map(|json| {
-            serde_json::from_slice(json)
-                .map_err(|e| DataFusionError::Internal(format!("decoding a parse node: {e}")))
-        })
-        .transpose()
-}
-
-fn encode_target(target: &WriteTarget, buf: &mut Vec<u8>) -> Result<()> {
-    buf.extend_from_slice(WRITE_TAG);
-    serde_json::to_writer(&mut *buf, target).map_err(|e| {
-        DataFusionError::Internal(format!("encoding a write of {}: {e}", target.table))
+/// `tag` then `value` as JSON: how fxpipe's nodes and tables travel in a plan.
+fn encode_tagged(tag: &[u8], value: &impl serde::Serialize, buf: &mut Vec<u8>) -> Result<()> {
+    buf.extend_from_slice(tag);
+    serde_json::to_writer(&mut *buf, value).map_err(|e| {
+        DataFusionError::Internal(format!("encoding {}: {e}", String::from_utf8_lossy(tag)))
     })
 }
 
-/// The write target of an encoded write node; `None` when `buf` is not ours.
-fn decode_target(buf: &[u8]) -> Result<Option<WriteTarget>> {
-    buf.strip_prefix(WRITE_TAG)
+/// The value [`encode_tagged`] wrote; `None` when `buf` does not start with `tag`.
+fn decode_tagged<T: serde::de::DeserializeOwned>(tag: &[u8], buf: &[u8]) -> Result<Option<T>> {
+    buf.strip_prefix(tag)
         .map(|json| {
-            serde_json::from_slice(json)
-                .map_err(|e| DataFusionError::Internal(format!("decoding a write node: {e}")))
+            serde_json::from_slice(json).map_err(|e| {
+                DataFusionError::Internal(format!("decoding {}: {e}", String::from_utf8_lossy(tag)))
+            })
         })
         .transpose()
 }
@@ -84,12 +71,12 @@ impl LogicalExtensionCodec for FxLogicalCodec {
         inputs: &[LogicalPlan],
         ctx: &TaskContext,
     ) -> Result<Extension> {
-        if let Some(spec) = decode_spec(buf)? {
+        if let Some(spec) = decode_tagged::<ParseSpec>(PARSE_TAG, buf)? {
             return Ok(Extension {
                 node: Arc::new(ParseNode::new(spec)?),
             });
         }
-        match decode_target(buf)? {
+        match decode_tagged::<WriteTarget>(WRITE_TAG, buf)? {
             Some(target) => Ok(Extension {
                 node: Arc::new(WriteNode::new(one_input(inputs)?, target)?),
             }),
@@ -100,10 +87,10 @@ impl LogicalExtensionCodec for FxLogicalCodec {
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
         let any: &dyn std::any::Any = node.node.as_any();
         if let Some(parse) = any.downcast_ref::<ParseNode>() {
-            return encode_spec(parse.spec(), buf);
+            return encode_tagged(PARSE_TAG, parse.spec(), buf);
         }
         match any.downcast_ref::<WriteNode>() {
-            Some(write) => encode_target(write.target(), buf),
+            Some(write) => encode_tagged(WRITE_TAG, write.target(), buf),
             None => self.ballista.try_encode(node, buf),
         }
     }
@@ -115,13 +102,8 @@ impl LogicalExtensionCodec for FxLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        match buf.strip_prefix(DELTA_FILES_TAG) {
-            Some(json) => {
-                let files: DeltaFiles = serde_json::from_slice(json).map_err(|e| {
-                    DataFusionError::Internal(format!("decoding the files of {table_ref}: {e}"))
-                })?;
-                Ok(Arc::new(DeltaFilesTable::new(files, &schema)?))
-            }
+        match decode_tagged::<DeltaFiles>(DELTA_FILES_TAG, buf)? {
+            Some(files) => Ok(Arc::new(DeltaFilesTable::new(files, &schema)?)),
             None => self
                 .ballista
                 .try_decode_table_provider(buf, table_ref, schema, ctx),
@@ -136,12 +118,7 @@ impl LogicalExtensionCodec for FxLogicalCodec {
     ) -> Result<()> {
         let any: &dyn std::any::Any = node.as_ref();
         match any.downcast_ref::<DeltaFilesTable>() {
-            Some(table) => {
-                buf.extend_from_slice(DELTA_FILES_TAG);
-                serde_json::to_writer(&mut *buf, table.files()).map_err(|e| {
-                    DataFusionError::Internal(format!("encoding the files of {table_ref}: {e}"))
-                })
-            }
+            Some(table) => encode_tagged(DELTA_FILES_TAG, table.files(), buf),
             None => self
                 .ballista
                 .try_encode_table_provider(table_ref, node, buf),
@@ -180,10 +157,10 @@ impl PhysicalExtensionCodec for FxPhysicalCodec {
         ctx: &TaskContext,
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if let Some(spec) = decode_spec(buf)? {
+        if let Some(spec) = decode_tagged::<ParseSpec>(PARSE_TAG, buf)? {
             return Ok(Arc::new(ParseExec::with_input(spec, one_input(inputs)?)));
         }
-        match decode_target(buf)? {
+        match decode_tagged::<WriteTarget>(WRITE_TAG, buf)? {
             Some(target) => Ok(Arc::new(WriteExec::new(one_input(inputs)?, target))),
             None => self.ballista.try_decode(buf, inputs, ctx, converter),
         }
@@ -196,10 +173,10 @@ impl PhysicalExtensionCodec for FxPhysicalCodec {
         converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
         if let Some(parse) = node.downcast_ref::<ParseExec>() {
-            return encode_spec(parse.spec(), buf);
+            return encode_tagged(PARSE_TAG, parse.spec(), buf);
         }
         match node.downcast_ref::<WriteExec>() {
-            Some(write) => encode_target(write.target(), buf),
+            Some(write) => encode_tagged(WRITE_TAG, write.target(), buf),
             None => self.ballista.try_encode(node, buf, converter),
         }
     }

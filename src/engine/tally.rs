@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
+use arrow::util::display::array_value_to_string;
 use datafusion::common::{DataFusionError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -54,26 +55,22 @@ impl Tally {
             *self.partitions.entry(String::new()).or_default() += rows as u64;
             return Ok(());
         }
-        // One key per run of equal partition values (rows of a partition mostly come together).
+        // One key per run of equal partition values (rows of a partition mostly come
+        // together); only each run's first value is formatted.
         let runs = arrow::compute::partition(&keys)?;
-        let text = keys
-            .iter()
-            .map(|k| arrow::compute::cast(k, &DataType::Utf8))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
         for range in runs.ranges() {
             let key = partition_columns
                 .iter()
-                .zip(&text)
+                .zip(&keys)
                 .map(|(name, values)| {
-                    let values = values.as_string::<i32>();
                     let value = if values.is_null(range.start) {
-                        "__HIVE_DEFAULT_PARTITION__"
+                        "__HIVE_DEFAULT_PARTITION__".to_string()
                     } else {
-                        values.value(range.start)
+                        array_value_to_string(values, range.start)?
                     };
-                    format!("{name}={value}")
+                    Ok(format!("{name}={value}"))
                 })
-                .collect::<Vec<_>>()
+                .collect::<Result<Vec<_>>>()?
                 .join("/");
             *self.partitions.entry(key).or_default() += range.len() as u64;
         }

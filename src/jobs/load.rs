@@ -155,7 +155,7 @@ async fn load_on_cluster(
                         (Table::Transactions, parsed.rows),
                         (Table::Rejects, parsed.rejects),
                     ] {
-                        let discarded = staged::discarder_of(lake, table, &adds)?.discard().await;
+                        let discarded = StagedFiles::from_adds(lake, table, adds)?.discard().await;
                         if let Err(e) = discarded {
                             warn!(source_file = %later, "could not delete staged files: {e}");
                         }
@@ -198,17 +198,7 @@ async fn commit_outcome(
         counts: parsed.counts,
         content: parsed.content,
     };
-    let discarders = [parsed.rows.discarder(), parsed.rejects.discarder()];
-    let mut committed = 0;
-    let outcome = commit_file(local, lake, source_file, tables, parsed, &mut committed).await;
-    if outcome.is_err() {
-        for discarder in discarders.into_iter().skip(committed) {
-            if let Err(e) = discarder.discard().await {
-                warn!(%source_file, "could not delete staged files: {e}");
-            }
-        }
-    }
-    outcome
+    commit_or_discard(local, lake, source_file, tables, parsed).await
 }
 
 /// The identity of an input: `s3://bucket/key` for an object; for a local file its absolute
@@ -281,20 +271,31 @@ async fn load_file(
     ];
     let [rows_writer, rejects_writer] = writers;
     let parsed = parse_and_stage(reader, hasher, rows_writer, rejects_writer).await?;
+    let mut file = commit_or_discard(engine, lake, &source_file, &tables, parsed).await?;
+    file.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(file)
+}
+
+/// [`commit_file`], then, if it failed, deletes the staged files it did not commit: whatever
+/// was not committed never will be, so nothing is left for plain-Parquet readers.
+async fn commit_or_discard(
+    engine: &Engine,
+    lake: &Lake,
+    source_file: &str,
+    tables: &[DeltaTable; 2],
+    parsed: Parsed,
+) -> Result<FileLoad, JobError> {
     let discarders = [parsed.rows.discarder(), parsed.rejects.discarder()];
     let mut committed = 0;
-    let outcome = commit_file(engine, lake, &source_file, &tables, parsed, &mut committed).await;
+    let outcome = commit_file(engine, lake, source_file, tables, parsed, &mut committed).await;
     if outcome.is_err() {
-        // Whatever was not committed never will be: leave nothing for plain-Parquet readers.
         for discarder in discarders.into_iter().skip(committed) {
             if let Err(e) = discarder.discard().await {
                 warn!(%source_file, "could not delete staged files: {e}");
             }
         }
     }
-    let mut file = outcome?;
-    file.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(file)
+    outcome
 }
 
 /// Commits (or skips) one parsed file; `committed` counts the data tables committed so far

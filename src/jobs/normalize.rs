@@ -220,7 +220,7 @@ pub async fn normalize(
         None
     };
     if let Some(refusal) = refusal {
-        let discarded = staged::discarder_of(lake, Table::Processed, &written.adds)?
+        let discarded = staged::StagedFiles::from_adds(lake, Table::Processed, written.adds)?
             .discard()
             .await;
         if let Err(e) = discarded {

@@ -654,12 +654,3 @@ pub async fn commit_written(
         opened = delta::open(lake, table).await?;
     }
 }
-
-/// Deletes files written for `table` that will never be committed.
-pub fn discarder_of(lake: &Lake, table: Table, adds: &[Add]) -> Result<Discarder, StorageError> {
-    Ok(Discarder {
-        table,
-        store: table_store(lake, table)?,
-        paths: adds.iter().map(|a| a.path.clone()).collect(),
-    })
-}
