@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use ballista_executor::config::Config;
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
-use clap::Parser;
 use fxpipe::engine::node;
 use fxpipe::storage::registry::NodeStores;
 use fxpipe::storage::S3Options;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = node::parse_node_config("task_scheduling_policy");
     let mut config: ExecutorProcessConfig = config.try_into()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.special_mod_log_level));

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{Config, SchedulerConfig};
 use ballista_scheduler::scheduler_process::start_server;
-use clap::Parser;
 use fxpipe::engine::node;
 use fxpipe::storage::registry::NodeStores;
 use fxpipe::storage::S3Options;
@@ -22,7 +21,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = node::parse_node_config("scheduler_policy");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level_setting));
     tracing_subscriber::fmt()

@@ -13,7 +13,11 @@ pub mod progress;
 pub mod tally;
 pub mod write;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::logical_expr::LogicalPlan;
 
 use datafusion::catalog::Session;
 use datafusion::prelude::SessionContext;
@@ -33,6 +37,22 @@ pub struct Engine {
     cluster: Option<String>,
     /// The name this engine's cluster jobs carry (`ballista.job.name`), to follow them.
     job_name: Option<String>,
+    /// Jobs the progress watcher cancelled as stalled after an executor loss.
+    rescues: Arc<AtomicUsize>,
+}
+
+/// How many times [`Engine::collect`] submits a stalled job again.
+pub const RESUBMISSIONS: usize = 2;
+
+/// How long a job may make no progress after an executor loss before it is submitted again:
+/// `FXPIPE_CLUSTER_STALL_SECONDS`, default 60 (well above Ballista's own re-run of a lost
+/// executor's tasks once its heartbeat times out).
+pub fn stall_timeout() -> std::time::Duration {
+    let seconds = std::env::var("FXPIPE_CLUSTER_STALL_SECONDS")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(60);
+    std::time::Duration::from_secs(seconds.max(1))
 }
 
 /// Why an engine could not be set up.
@@ -83,6 +103,7 @@ impl Engine {
             ctx,
             cluster: None,
             job_name: None,
+            rescues: Arc::default(),
         }
     }
 
@@ -122,6 +143,7 @@ impl Engine {
             local: Self::embedded().ctx,
             cluster: Some(address.to_string()),
             job_name: Some(job_name),
+            rescues: Arc::default(),
         })
     }
 
@@ -131,7 +153,40 @@ impl Engine {
         Some(progress::Progress::start(
             host_port,
             self.job_name.as_deref()?,
+            stall_timeout(),
+            self.rescues.clone(),
         ))
+    }
+
+    /// Runs `plan` to the end and returns its rows. On a cluster, a job the progress watcher
+    /// cancelled because it stalled after an executor loss (see [`progress`]) is submitted
+    /// again, at most [`RESUBMISSIONS`] times: only plans whose effects count once the
+    /// client commits them (every fxpipe job) may come through here.
+    pub async fn collect(
+        &self,
+        plan: LogicalPlan,
+    ) -> Result<Vec<RecordBatch>, datafusion::error::DataFusionError> {
+        let mut resubmitted = 0;
+        loop {
+            let before = self.rescues.load(Ordering::SeqCst);
+            let outcome = match self.ctx.execute_logical_plan(plan.clone()).await {
+                Ok(frame) => frame.collect().await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(e)
+                    if self.rescues.load(Ordering::SeqCst) > before
+                        && resubmitted < RESUBMISSIONS =>
+                {
+                    resubmitted += 1;
+                    tracing::warn!(
+                        attempt = resubmitted + 1,
+                        "submitting the job again after an executor loss stalled it ({e})"
+                    );
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// The scheduler's address, when plans run on a cluster.

@@ -93,3 +93,16 @@ pub fn physical_codec() -> Arc<FxPhysicalCodec> {
 pub fn logical_codec() -> Arc<FxLogicalCodec> {
     Arc::new(FxLogicalCodec::default())
 }
+
+/// Parses a Ballista scheduler or executor `Config` (`policy_arg` names its scheduling-policy
+/// flag) with pull-staged scheduling as the default instead of Ballista's push-staged.
+///
+/// Why: under push-staged scheduling, Ballista 55's scheduler keeps the vcores of a task it
+/// cancelled when it rolled back a stage after an executor loss, so the surviving executors
+/// run out of slots and the job waits forever. Under pull-staged, each executor reports its
+/// own free slots on every poll and nothing leaks. `--scheduler-policy push-staged` (and the
+/// executors' `--task-scheduling-policy push-staged`) still select Ballista's default.
+pub fn parse_node_config<C: clap::Parser>(policy_arg: &str) -> C {
+    let command = C::command().mut_arg(policy_arg, |arg| arg.default_value("pull-staged"));
+    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}

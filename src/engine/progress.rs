@@ -5,16 +5,26 @@
 //! a terminal, a log line per change (at most every few seconds) otherwise, and one line for
 //! each job when it ends. Progress is best effort: a scheduler that does not answer the REST
 //! API does not fail the job.
+//!
+//! The watcher is also the job's guard against a Ballista 55 defect: after an executor is
+//! lost mid-stage, the scheduler sometimes rolls a stage back and then never schedules its
+//! tasks again, and the job waits forever. When an executor has left the cluster and one of
+//! our jobs has made no progress for the stall timeout since, the watcher cancels that job
+//! (`PATCH /api/job/{id}`) and counts a rescue; [`super::Engine::collect`] then submits the
+//! plan again. That is safe because nothing a job writes counts until the client commits it:
+//! the cancelled attempt's files are orphans that `vacuum` removes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 /// How often the scheduler is asked.
 const POLL: Duration = Duration::from_millis(500);
@@ -73,8 +83,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts watching; `host_port` is the scheduler's `HOST:PORT`.
-    pub fn start(host_port: &str, job_name: &str) -> Self {
+    /// Starts watching; `host_port` is the scheduler's `HOST:PORT`. A job stalled for `stall`
+    /// after an executor loss is cancelled and counted in `rescues`.
+    pub fn start(
+        host_port: &str,
+        job_name: &str,
+        stall: Duration,
+        rescues: Arc<AtomicUsize>,
+    ) -> Self {
         let (stop, stopped) = oneshot::channel();
         let watcher = Watcher {
             base: format!("http://{host_port}/api"),
@@ -94,6 +110,11 @@ impl Progress {
                 bar
             }),
             logged: None,
+            guard: StallGuard {
+                stall,
+                rescues,
+                ..StallGuard::default()
+            },
         };
         Self {
             stop,
@@ -116,6 +137,52 @@ struct Watcher {
     seen: BTreeMap<String, (Job, Done)>,
     bar: Option<ProgressBar>,
     logged: Option<Instant>,
+    guard: StallGuard,
+}
+
+/// What the watcher knows about executor losses and stalled jobs.
+#[derive(Debug, Default)]
+struct StallGuard {
+    stall: Duration,
+    rescues: Arc<AtomicUsize>,
+    /// The most executors seen alive at once, and when fewer were first seen since.
+    most_executors: usize,
+    lost_at: Option<Instant>,
+    /// When each running job last moved.
+    moved: BTreeMap<String, Instant>,
+    cancelled: BTreeSet<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Executor {
+    #[allow(dead_code)]
+    id: String,
+}
+
+impl StallGuard {
+    /// Records how many executors are alive now.
+    fn executors(&mut self, alive: usize) {
+        if alive >= self.most_executors {
+            self.most_executors = alive;
+            if alive > 0 {
+                self.lost_at = None;
+            }
+        } else if self.lost_at.is_none() {
+            self.lost_at = Some(Instant::now());
+        }
+    }
+
+    /// Whether `job`, which has (not) `changed` now, should be cancelled as stalled.
+    fn stalled(&mut self, job: &str, changed: bool, now: Instant) -> bool {
+        let moved = self.moved.entry(job.to_string()).or_insert(now);
+        if changed {
+            *moved = now;
+        }
+        let Some(lost_at) = self.lost_at else {
+            return false;
+        };
+        !self.cancelled.contains(job) && now.duration_since((*moved).max(lost_at)) >= self.stall
+    }
 }
 
 impl Watcher {
@@ -154,7 +221,18 @@ impl Watcher {
         serde_json::from_slice(&response.bytes().await.ok()?).ok()
     }
 
+    async fn cancel(&self, job_id: &str) -> bool {
+        self.client
+            .patch(format!("{}/job/{job_id}", self.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
     async fn poll(&mut self, last: bool) {
+        if let Some(executors) = self.get::<Vec<Executor>>("/executors").await {
+            self.guard.executors(executors.len());
+        }
         let Some(jobs) = self.get::<Vec<Job>>("/jobs").await else {
             return;
         };
@@ -186,6 +264,19 @@ impl Watcher {
             }
             let changed = known.is_none_or(|(_, before)| *before != done);
             self.seen.insert(job.job_id.clone(), (job.clone(), done));
+            if !ended && !last && self.guard.stalled(&job.job_id, changed, Instant::now()) {
+                warn!(
+                    job = %job.job_id,
+                    "cluster job {} has made no progress for {} s since an executor left the \
+                     cluster ({done}): cancelling it to submit it again",
+                    job.job_id,
+                    self.guard.stall.as_secs()
+                );
+                if self.cancel(&job.job_id).await {
+                    self.guard.cancelled.insert(job.job_id.clone());
+                    self.guard.rescues.fetch_add(1, Ordering::SeqCst);
+                }
+            }
             if last || !changed {
                 continue;
             }
@@ -206,6 +297,30 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_job_stalled_after_an_executor_loss_is_cancelled() {
+        let mut guard = StallGuard {
+            stall: Duration::from_secs(30),
+            ..StallGuard::default()
+        };
+        let t0 = Instant::now();
+        guard.executors(2);
+        assert!(!guard.stalled("a", true, t0));
+        // No loss: a long task is never a stall.
+        assert!(!guard.stalled("a", false, t0 + Duration::from_secs(600)));
+        guard.executors(1);
+        let lost = guard.lost_at.unwrap();
+        assert!(!guard.stalled("a", false, lost + Duration::from_secs(29)));
+        assert!(!guard.stalled("a", true, lost + Duration::from_secs(31)));
+        assert!(!guard.stalled("a", false, lost + Duration::from_secs(60)));
+        assert!(guard.stalled("a", false, lost + Duration::from_secs(62)));
+        guard.cancelled.insert("a".into());
+        assert!(!guard.stalled("a", false, lost + Duration::from_secs(90)));
+        // The lost executor came back (or another replaced it): no more stalls.
+        guard.executors(2);
+        assert!(!guard.stalled("b", false, lost + Duration::from_secs(600)));
+    }
 
     #[test]
     fn the_rest_api_shapes_are_read() {

@@ -116,10 +116,7 @@ async fn load_on_cluster(
         rejects: WriteTarget::of(lake, Table::Rejects, None, false),
     };
     let batches = cluster
-        .ctx()
-        .execute_logical_plan(ParseNode::new(spec)?.into_plan())
-        .await?
-        .collect()
+        .collect(ParseNode::new(spec)?.into_plan())
         .instrument(info_span!("parse on the cluster", files = files.len()))
         .await?;
     // The tasks end in any order; the commits follow the command line's.

@@ -196,10 +196,8 @@ pub async fn normalize(
         engine.cluster_address().is_some(),
     );
     let plan = WriteNode::new(normalized.into_unoptimized_plan(), target)?.into_plan();
-    let batches = ctx
-        .execute_logical_plan(plan)
-        .await?
-        .collect()
+    let batches = engine
+        .collect(plan)
         .instrument(info_span!("write processed"))
         .await?;
     let written = Written::from_batches(&batches)?;
@@ -318,10 +316,13 @@ fn unconverted_detail(report: &NormalizeReport) -> String {
 /// writer can cause this.)
 async fn check_one_rate_per_day(engine: &Engine) -> Result<(), JobError> {
     let conflicts = engine
-        .ctx()
-        .sql(RATE_CONFLICTS_SQL)
-        .await?
-        .collect()
+        .collect(
+            engine
+                .ctx()
+                .sql(RATE_CONFLICTS_SQL)
+                .await?
+                .into_unoptimized_plan(),
+        )
         .await?;
     let mut found = Vec::new();
     for batch in &conflicts {
@@ -354,10 +355,13 @@ async fn processed_bases(engine: &Engine, lake: &Lake) -> Result<Option<Vec<Stri
     {
         return Ok(None);
     }
-    let batches = processed
-        .select(vec![cast(col(BASE_CURRENCY_COLUMN), DataType::Utf8)])?
-        .distinct()?
-        .collect()
+    let batches = engine
+        .collect(
+            processed
+                .select(vec![cast(col(BASE_CURRENCY_COLUMN), DataType::Utf8)])?
+                .distinct()?
+                .into_unoptimized_plan(),
+        )
         .await?;
     let mut bases = Vec::new();
     for batch in &batches {

@@ -38,7 +38,8 @@ impl Cluster {
         let scheduler = Command::new(binary("fxpipe-scheduler"))
             .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
             .args(["--bind-port", &port.to_string()])
-            .args(["--executor-timeout-seconds", "5"])
+            // Above the 5 s at which a busy pull-staged executor polls (its heartbeat).
+            .args(["--executor-timeout-seconds", "10"])
             .args(["--expire-dead-executor-interval-seconds", "1"])
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
