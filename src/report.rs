@@ -218,10 +218,20 @@ pub struct IngestReport {
     pub source: String,
     pub base_currency: String,
     pub dates_requested: u64,
+    /// Dates already stored, not fetched again (without `--force`).
+    pub dates_skipped: u64,
     pub dates_ingested: u64,
+    /// Dates the source publishes no rates for (the ECB on weekends and holidays).
+    pub dates_not_published: u64,
     pub rate_rows: u64,
     pub failures: Vec<IngestFailure>,
+    /// Commits made (each a batch of days: rates and their error rows).
+    pub batches: u64,
     pub rates_version: Option<i64>,
+    /// Retries by HTTP status (0: connection errors and timeouts).
+    pub retries: std::collections::BTreeMap<i32, u64>,
+    /// Why the run stopped early (a rejected key, a stop signal), if it did.
+    pub stopped: Option<String>,
     pub elapsed_ms: u64,
 }
 
@@ -229,15 +239,20 @@ impl fmt::Display for IngestReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "ingest from {}: {}/{} dates, {} rates (base {}), {} failed ({} ms)",
+            "ingest from {}: {}/{} dates, {} rates (base {}), {} failed, {} already stored, {} not published ({} ms)",
             self.source,
             self.dates_ingested,
             self.dates_requested,
             self.rate_rows,
             self.base_currency,
             self.failures.len(),
+            self.dates_skipped,
+            self.dates_not_published,
             self.elapsed_ms
         )?;
+        if let Some(why) = &self.stopped {
+            writeln!(f, "  stopped early: {why}")?;
+        }
         for failure in self.failures.iter().take(20) {
             writeln!(
                 f,

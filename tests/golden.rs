@@ -371,7 +371,7 @@ fn an_overflow_names_the_file_and_line() {
     )
     .unwrap();
     let source = format!("file://{}", lake.file("rates").display());
-    lake.run(&["ingest", "--source", &source, "--from", "2017-06-29"]);
+    lake.run(&["ingest", "--source", &source, "--date", "2017-06-29"]);
     let csv = format!(
         "{HEADER}1001,29-Jun-17,fine,,29-Jun-17,1,SGD,,,\n1001,29-Jun-17,huge,,29-Jun-17,{},XTS,,,\n",
         "9".repeat(18)

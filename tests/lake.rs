@@ -61,7 +61,7 @@ fn reruns_never_duplicate_rows() {
     assert_eq!(lake.scalar("SELECT count(*) FROM processed"), first);
     assert_eq!(first, lake.scalar("SELECT count(*) FROM transactions"));
 
-    // Re-ingesting a range replaces it.
+    // Re-ingesting a range with --force replaces it.
     let rates = lake.scalar("SELECT count(*) FROM rates");
     let source = format!("file://{}", lake.file("rates").display());
     lake.run(&[
@@ -72,6 +72,7 @@ fn reruns_never_duplicate_rows() {
         "2017-03-01",
         "--to",
         "2017-03-31",
+        "--force",
     ]);
     assert_eq!(lake.scalar("SELECT count(*) FROM rates"), rates);
 }
@@ -108,7 +109,9 @@ fn month_range_replaces_exactly_those_partitions() {
     ]);
     let source = format!("file://{}", other.display());
     for (from, to) in [("2017-03-01", "2017-03-31"), ("2017-05-10", "2017-05-31")] {
-        lake.run(&["ingest", "--source", &source, "--from", from, "--to", to]);
+        lake.run(&[
+            "ingest", "--source", &source, "--from", from, "--to", to, "--force",
+        ]);
     }
     lake.run(&["normalize", "--from", "2017-03", "--to", "2017-04"]);
     let report = lake.latest_report("normalize");

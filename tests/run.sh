@@ -14,11 +14,18 @@ cargo build --workspace --bins 2>&1 | tee "$log" || status=$?
 cargo test "$@" 2>&1 | tee -a "$log" || status=$?
 # The S3 tests give fxpipe this secret key (tests/common/moto.rs) and capture its trace logs:
 # it must appear nowhere in the run's output (a failing test prints what fxpipe printed).
-secret=$(sed -n 's/^pub const SECRET_KEY: &str = "\(.*\)";$/\1/p' tests/common/moto.rs)
-if [ -n "$secret" ] && grep -qF "$secret" "$log"; then
-    echo "the S3 test secret key appears in the test output" >&2
-    status=1
-fi
+# The same for the Open Exchange Rates key the ingest tests use (tests/common/oxr.rs).
+for secret in \
+    "$(sed -n 's/^pub const SECRET_KEY: &str = "\(.*\)";$/\1/p' tests/common/moto.rs)" \
+    "$(sed -n 's/^pub const KEY: &str = "\(.*\)";$/\1/p' tests/common/oxr.rs)"; do
+    if [ -z "$secret" ]; then
+        echo "a test secret could not be read from tests/common" >&2
+        status=1
+    elif grep -qF "$secret" "$log"; then
+        echo "a test secret key appears in the test output" >&2
+        status=1
+    fi
+done
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

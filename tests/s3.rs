@@ -249,16 +249,10 @@ fn no_output_or_log_carries_the_secret_key() {
         seen.push_str(&String::from_utf8_lossy(&output.stderr));
     };
     let rates = format!("file://{}", golden_dir().join("rates").display());
-    run(&[
-        "-vv",
-        "ingest",
-        "--source",
-        &rates,
-        "--from",
-        "2017-06-29",
-        "--to",
-        "2017-07-02",
-    ]);
+    // The golden days that have rates (06-30 has none; a failed day fails the run).
+    for day in ["2017-06-29", "2017-07-01"] {
+        run(&["-vv", "ingest", "--source", &rates, "--date", day]);
+    }
     run(&["-vv", "load", &golden_csv()]);
     run(&["-vv", "normalize"]);
     run(&["-vv", "sql", "SELECT * FROM processed"]);

@@ -209,15 +209,76 @@ struct GenRatesArgs {
 
 #[derive(Debug, Args)]
 struct IngestArgs {
-    /// Where rates come from: file://DIR (DIR/historical/YYYY-MM-DD.json).
-    #[arg(long, env = "FXPIPE_RATE_SOURCE")]
+    /// Where rates come from: `oxr` (Open Exchange Rates; the App ID from OXR_APP_ID or a
+    /// config file, never from the command line), `ecb` (the European Central Bank's
+    /// reference rates, no key), or file://DIR (DIR/historical/YYYY-MM-DD.json).
+    #[arg(long, env = "FXPIPE_RATE_SOURCE", default_value = "oxr")]
     source: String,
-    /// First date (YYYY-MM-DD).
-    #[arg(long, env = "FXPIPE_INGEST_FROM")]
-    from: NaiveDate,
-    /// Last date, inclusive (default: --from).
-    #[arg(long, env = "FXPIPE_INGEST_TO")]
+    /// The Open Exchange Rates API root (a proxy's, or a test server's).
+    #[arg(long, env = "FXPIPE_OXR_URL", default_value = ingest::oxr::DEFAULT_URL)]
+    oxr_url: String,
+    /// The ECB document: eurofxref-hist.zip (default), its CSV, eurofxref-daily.xml or
+    /// eurofxref-hist.xml, over http(s) or as file:///path to a downloaded copy.
+    #[arg(long, env = "FXPIPE_ECB_URL")]
+    ecb_url: Option<String>,
+    /// A TOML file with `app_id` under `[oxr]` (default: the first fxpipe.toml in the working
+    /// directory, $XDG_CONFIG_HOME/fxpipe/ or ~/.config/fxpipe/, /etc/fxpipe/). The
+    /// environment (OXR_APP_ID, OPENEXCHANGE_APP_ID) comes first.
+    #[arg(long, env = "FXPIPE_CONFIG")]
+    config: Option<PathBuf>,
+    /// One day: short for --from D --to D.
+    #[arg(long, env = "FXPIPE_INGEST_DATE", conflicts_with_all = ["from", "to", "latest", "daemon"])]
+    date: Option<NaiveDate>,
+    /// First date (YYYY-MM-DD) of a backfill.
+    #[arg(long, env = "FXPIPE_INGEST_FROM", conflicts_with_all = ["latest", "daemon"])]
+    from: Option<NaiveDate>,
+    /// Last date, inclusive (default: today, UTC).
+    #[arg(long, env = "FXPIPE_INGEST_TO", requires = "from")]
     to: Option<NaiveDate>,
+    /// The most recent rates (Open Exchange Rates' latest.json), stored under their day.
+    #[arg(long, conflicts_with = "daemon")]
+    latest: bool,
+    /// Fetch dates the rates table already holds, too (their rows are replaced).
+    #[arg(long)]
+    force: bool,
+    /// Requests in flight at once.
+    #[arg(long, env = "FXPIPE_INGEST_CONCURRENCY", default_value_t = 4)]
+    concurrency: usize,
+    /// Requests started per second, at most (mind your plan's quota).
+    #[arg(long, env = "FXPIPE_INGEST_RPS", default_value_t = 10.0)]
+    requests_per_second: f64,
+    /// Seconds before a request is given up (and retried).
+    #[arg(long, env = "FXPIPE_HTTP_TIMEOUT", default_value_t = 30)]
+    timeout: u64,
+    /// Retries of a request after a 429, a 5xx, a connection error or a timeout.
+    #[arg(long, env = "FXPIPE_INGEST_RETRIES", default_value_t = 4)]
+    retries: usize,
+    /// Days per commit of a backfill (a commit also happens every --batch-seconds).
+    #[arg(long, env = "FXPIPE_INGEST_BATCH_DAYS", default_value_t = 30)]
+    batch_days: usize,
+    #[arg(long, env = "FXPIPE_INGEST_BATCH_SECONDS", default_value_t = 10)]
+    batch_seconds: u64,
+    /// No progress bar, only log lines (also when standard error is not a terminal).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Run as a sidecar: catch up now, then once per --schedule, until SIGTERM or SIGINT.
+    #[arg(long, env = "FXPIPE_INGEST_DAEMON")]
+    daemon: bool,
+    /// When the sidecar runs: a cron expression, five fields or six with seconds first.
+    #[arg(long, env = "FXPIPE_INGEST_SCHEDULE", default_value = "0 8 * * *")]
+    schedule: String,
+    /// The time zone of --schedule (an IANA name such as Asia/Singapore).
+    #[arg(long, env = "FXPIPE_INGEST_TZ", default_value = "UTC")]
+    tz: chrono_tz::Tz,
+    /// How many complete days back each sidecar run covers (missing ones are fetched).
+    #[arg(long, env = "FXPIPE_INGEST_CATCH_UP_DAYS", default_value_t = 7)]
+    catch_up_days: u32,
+    /// Serve /healthz and Prometheus /metrics on this address (e.g. 127.0.0.1:9108).
+    #[arg(long, env = "FXPIPE_INGEST_HTTP")]
+    http: Option<std::net::SocketAddr>,
+    /// /healthz fails when the newest stored day is older than this many days.
+    #[arg(long, env = "FXPIPE_INGEST_STALE_AFTER_DAYS", default_value_t = 2)]
+    stale_after_days: i64,
 }
 
 #[derive(Debug, Args)]
@@ -361,7 +422,7 @@ pub fn main() -> ExitCode {
 fn init_logging(verbose: u8) {
     let default = match verbose {
         // Cluster job progress is shown unless asked for less (RUST_LOG).
-        0 => "warn,fxpipe::engine::progress=info",
+        0 => "warn,fxpipe::engine::progress=info,fxpipe::ingest=info",
         1 => "info,fxpipe=info",
         _ => "debug",
     };
@@ -421,19 +482,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> anyhow::Result<()> {
     match cli.command {
         Command::Gen(_) => Ok(()),
-        Command::Ingest(args) => {
-            let source = ingest::source::open(&args.source)?;
-            let to = args.to.unwrap_or(args.from);
-            run_ingest(
-                &engine,
-                &lake,
-                source.as_ref(),
-                args.from,
-                to,
-                &cli.base_currency,
-            )
-            .await
-        }
+        Command::Ingest(args) => run_ingest_command(&engine, &lake, args, &cli.base_currency).await,
         Command::Load(args) => {
             let options = LoadOptions {
                 decimal_separator: args.decimal_separator,
@@ -532,19 +581,131 @@ fn run_gen(command: &GenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_ingest(
+/// The rate source `--source` names.
+fn open_source(args: &IngestArgs) -> anyhow::Result<Box<dyn ingest::RateSource>> {
+    let client = ingest::oxr::client(std::time::Duration::from_secs(args.timeout.max(1)))?;
+    Ok(match args.source.as_str() {
+        "oxr" => {
+            let key = ingest::key::resolve(args.config.as_deref(), |v| std::env::var(v).ok())?;
+            let retry = ingest::oxr::RetryPolicy {
+                max_retries: args.retries,
+                ..Default::default()
+            };
+            Box::new(
+                ingest::oxr::OxrSource::new(&args.oxr_url, key, client, retry)
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        "ecb" => anyhow::bail!("--source ecb is not available in this build"),
+        other => ingest::source::open(other)?,
+    })
+}
+
+/// SIGTERM or SIGINT cancels the token: the days in flight finish and are committed. A second
+/// signal exits at once.
+fn stop_on_signal() -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            if n > 0 {
+                std::process::exit(130);
+            }
+            tracing::warn!(
+                "stopping: the days in flight finish and are stored (again to quit now)"
+            );
+            token.cancel();
+        }
+    });
+    stop
+}
+
+async fn run_ingest_command(
     engine: &Engine,
     lake: &Lake,
-    source: &dyn ingest::RateSource,
-    from: NaiveDate,
-    to: NaiveDate,
+    args: IngestArgs,
     base: &str,
 ) -> anyhow::Result<()> {
-    let report = ingest::ingest(engine, lake, source, from, to, base).await?;
+    let source = open_source(&args)?;
+    let today = chrono::Utc::now().date_naive();
+    let mut options = ingest::IngestOptions::new(today, today, base);
+    options.force = args.force;
+    options.concurrency = args.concurrency;
+    options.requests_per_second = args.requests_per_second;
+    options.batch_days = args.batch_days.max(1);
+    options.batch_seconds = args.batch_seconds;
+    options.progress_bar = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let stop = stop_on_signal();
+    if args.daemon {
+        let daemon = ingest::daemon::DaemonOptions {
+            schedule: args.schedule.clone(),
+            tz: args.tz,
+            catch_up_days: args.catch_up_days,
+            http: args.http,
+            stale_after_days: args.stale_after_days,
+            ingest: ingest::IngestOptions {
+                progress_bar: false,
+                ..options
+            },
+        };
+        ingest::daemon::run(engine, lake, source.as_ref(), &daemon, stop).await?;
+        return Ok(());
+    }
+    let report = if args.latest {
+        let ingest::source::Latest::Supported(latest) = source.latest().await else {
+            anyhow::bail!(
+                "--latest needs --source oxr: {} has no latest rates",
+                source.describe()
+            );
+        };
+        ingest::ingest_fetched(engine, lake, source.as_ref(), base, latest).await?
+    } else {
+        let (from, to) = match (args.date, args.from) {
+            (Some(date), _) => (date, date),
+            (None, Some(from)) => (from, args.to.unwrap_or(today)),
+            (None, None) => {
+                anyhow::bail!("say which days: --date D, --from D [--to D], --latest, or --daemon")
+            }
+        };
+        options.from = from;
+        options.to = to;
+        ingest::ingest(engine, lake, source.as_ref(), &options, &stop).await?
+    };
+    finish_ingest(lake, &report).await
+}
+
+/// Saves and prints the report; an error when a date failed or the run stopped early, so the
+/// exit status tells a scheduler or script.
+async fn finish_ingest(lake: &Lake, report: &report::IngestReport) -> anyhow::Result<()> {
     // Saved before printing: a closed stdout must not lose the job's record.
-    let saved = report::save(lake, "ingest", &report).await?;
+    let saved = report::save(lake, "ingest", report).await?;
     write!(print::stdout(), "{report}")?;
     outln!("  report: {saved}")?;
+    if let Some(why) = &report.stopped {
+        anyhow::bail!("ingest stopped early: {why}");
+    }
+    if !report.failures.is_empty() {
+        let dates: Vec<&str> = report.failures.iter().map(|f| f.date.as_str()).collect();
+        anyhow::bail!(
+            "{} of {} dates failed ({}); they are in the rates_errors table, and the next run fetches them again",
+            dates.len(),
+            report.dates_requested - report.dates_skipped,
+            if dates.len() > 10 {
+                format!("{} …", dates[..10].join(", "))
+            } else {
+                dates.join(", ")
+            }
+        );
+    }
     Ok(())
 }
 
@@ -644,7 +805,19 @@ async fn quickstart(
 
     outln!("\n== 2. ingest rates into {}", lake.table_url(Table::Rates))?;
     let source = ingest::source::open(&format!("file://{}", rates_dir.display()))?;
-    run_ingest(engine, lake, source.as_ref(), from, to, base).await?;
+    let options = ingest::IngestOptions {
+        progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..ingest::IngestOptions::new(from, to, base)
+    };
+    let report = ingest::ingest(
+        engine,
+        lake,
+        source.as_ref(),
+        &options,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await?;
+    finish_ingest(lake, &report).await?;
 
     outln!(
         "\n== 3. load transactions into {}",

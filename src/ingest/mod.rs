@@ -7,20 +7,27 @@
 //! Re-ingesting a date replaces that date's rows in one commit; a date that fails now keeps any
 //! rates an earlier run stored for it.
 
+pub mod daemon;
+pub mod key;
 pub mod oer;
+pub mod oxr;
 pub mod source;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::AsArray;
 use arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int32Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Date32Type, Field, Schema, SchemaRef};
 use chrono::{Datelike, NaiveDate};
 use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use source::{FetchError, RateSource};
@@ -45,6 +52,46 @@ pub enum IngestError {
     Query(#[from] datafusion::error::DataFusionError),
     #[error("--from {from} is after --to {to}")]
     EmptyRange { from: NaiveDate, to: NaiveDate },
+    #[error("{0}")]
+    Options(String),
+}
+
+const STORED_DATES_SQL: &str = include_str!("../../sql/ingest_stored_dates.sql");
+
+/// What to fetch and how.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub base_currency: String,
+    /// Fetch dates the rates table already holds, too.
+    pub force: bool,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests started per second, at most.
+    pub requests_per_second: f64,
+    /// A commit after this many days, or after `batch_seconds`, whichever comes first: a
+    /// killed backfill loses at most one batch.
+    pub batch_days: usize,
+    pub batch_seconds: u64,
+    /// A progress bar on standard error (a terminal); log lines otherwise.
+    pub progress_bar: bool,
+}
+
+impl IngestOptions {
+    pub fn new(from: NaiveDate, to: NaiveDate, base_currency: &str) -> Self {
+        Self {
+            from,
+            to,
+            base_currency: base_currency.to_string(),
+            force: false,
+            concurrency: 4,
+            requests_per_second: 10.0,
+            batch_days: 30,
+            batch_seconds: 10,
+            progress_bar: false,
+        }
+    }
 }
 
 /// The rates table (`api_response/response`), partitioned `year=YYYY/month=M`.
@@ -59,6 +106,9 @@ pub fn rates_schema() -> SchemaRef {
         Field::new("updated_at", timestamp_type(), false),
         Field::new("year", DataType::Int32, false),
         Field::new("month", DataType::Int32, false),
+        // Where the day's rates came from (the API root, `ecb:…`, `file://…`); null in rows
+        // written before fxpipe recorded it.
+        Field::new("source", DataType::Utf8, true),
     ]))
 }
 
@@ -102,106 +152,196 @@ struct ErrorRows {
     status: Vec<i32>,
     message: Vec<String>,
     description: Vec<String>,
+    source: Vec<String>,
 }
 
 impl ErrorRows {
-    fn push(&mut self, date: NaiveDate, error: &FetchError) {
+    fn push(&mut self, date: NaiveDate, error: &FetchError, source: String) {
         self.run_date.push(days_since_epoch(date));
         self.status.push(error.status);
         self.message.push(error.message.clone());
         self.description.push(error.description.clone());
+        self.source.push(source);
     }
 }
 
-/// Fetches every date in `from..=to` and stores the rates relative to `base_currency`.
-pub async fn ingest(
+/// The days of a batch, before they are committed.
+#[derive(Default)]
+struct Batch {
+    rows: RateRows,
+    errors: ErrorRows,
+    succeeded: Vec<NaiveDate>,
+    attempted: Vec<NaiveDate>,
+}
+
+/// Why a fetched day is not stored, or `Ok` with the day.
+fn validate(
+    source: &dyn RateSource,
+    date: NaiveDate,
+    day: Result<oer::DailyRates, FetchError>,
+) -> Result<oer::DailyRates, FetchError> {
+    let day = day?;
+    if day.base != "USD" {
+        return Err(FetchError::new(
+            0,
+            "invalid_base",
+            format!("rates are based on {}, expected USD", day.base),
+        ));
+    }
+    if !day.duplicates.is_empty() {
+        return Err(FetchError::new(
+            0,
+            "duplicate_currency",
+            format!(
+                "the response names {} more than once (codes are case-insensitive): which rate is meant cannot be known",
+                day.duplicates.join(", ")
+            ),
+        ));
+    }
+    if day.rates.is_empty() {
+        return Err(FetchError::new(
+            0,
+            "no_rates",
+            "the response holds no usable rate",
+        ));
+    }
+    if source.checks_timestamp() {
+        let stamped = chrono::DateTime::from_timestamp(day.timestamp, 0).map(|t| t.date_naive());
+        if stamped != Some(date) {
+            return Err(FetchError::new(
+                0,
+                "timestamp_mismatch",
+                format!(
+                    "the response's timestamp {} is {}, not on {date}: the source answered for another day",
+                    day.timestamp,
+                    stamped.map_or("out of range".to_string(), |d| format!("on {d}"))
+                ),
+            ));
+        }
+    }
+    Ok(day)
+}
+
+/// Whether a failure means the key itself is missing or refused: no later date can succeed.
+fn key_refused(error: &FetchError) -> bool {
+    error.status == 401
+        || (error.status == 403 && error.message.contains("app_id"))
+        || matches!(
+            error.message.as_str(),
+            "missing_app_id" | "invalid_app_id" | "not_allowed_app_id"
+        )
+}
+
+/// Adds a fetched (or failed) day to the batch and the report.
+fn record(
+    batch: &mut Batch,
+    report: &mut IngestReport,
+    source: &dyn RateSource,
+    base_currency: &str,
+    date: NaiveDate,
+    day: Result<oer::DailyRates, FetchError>,
+) {
+    batch.attempted.push(date);
+    match day {
+        Ok(day) => {
+            // Without a base rate the day's USD rates are still stored (normalize uses
+            // those, and may reach this day from a later one); only `rates_base_sgd` is
+            // unknown, and the gap is recorded.
+            let base_rate = day.rates.get(base_currency).copied();
+            if base_rate.is_none() {
+                let error = FetchError::new(
+                    0,
+                    "base_currency_missing",
+                    format!("no {base_currency} rate on this day"),
+                );
+                warn!(%date, base = base_currency, "no base-currency rate");
+                batch.errors.push(date, &error, source.location(date));
+            }
+            for (code, why) in &day.invalid {
+                let error = FetchError::new(0, "invalid_rate", format!("{code}: {why}"));
+                warn!(%date, %code, %why, "rate skipped");
+                batch.errors.push(date, &error, source.location(date));
+            }
+            for (code, per_usd) in &day.rates {
+                let rows = &mut batch.rows;
+                rows.run_date.push(days_since_epoch(date));
+                rows.currency.push(code.clone());
+                rows.per_usd.push(*per_usd);
+                rows.per_base.push(base_rate.and_then(|base| {
+                    money::convert_to_scale(
+                        (*per_usd, RATE_SCALE),
+                        (1, 0),
+                        (base, RATE_SCALE),
+                        RATE_SCALE,
+                    )
+                }));
+                rows.year.push(date.year());
+                rows.month.push(date.month() as i32);
+            }
+            report.rate_rows += day.rates.len() as u64;
+            report.dates_ingested += 1;
+            batch.succeeded.push(date);
+        }
+        Err(error) if error.is_not_published() => {
+            // Not a failure: there are no rates to have for that day.
+            info!(%date, why = %error.description, "no rates published");
+            report.dates_not_published += 1;
+        }
+        Err(error) => {
+            warn!(%date, status = error.status, message = %error.message, description = %error.description, "no rates");
+            report.failures.push(IngestFailure {
+                date: date.to_string(),
+                status: error.status,
+                message: error.message.clone(),
+            });
+            batch.errors.push(date, &error, source.location(date));
+        }
+    }
+}
+
+/// Commits a batch: first the errors table (the latest attempt per date: dates that succeeded
+/// lose their old error rows, dates that failed get this attempt's), then the rates (each
+/// succeeded date's rows replaced in one commit, so a reader never sees half a day). In that
+/// order a kill between the two commits leaves the succeeded dates unstored, and the next run
+/// fetches them again.
+async fn commit(
     engine: &Engine,
     lake: &Lake,
     source: &dyn RateSource,
-    from: NaiveDate,
-    to: NaiveDate,
     base_currency: &str,
-) -> Result<IngestReport, IngestError> {
-    if from > to {
-        return Err(IngestError::EmptyRange { from, to });
+    batch: Batch,
+    report: &mut IngestReport,
+) -> Result<(), IngestError> {
+    if batch.attempted.is_empty() {
+        return Ok(());
     }
-    let started = Instant::now();
     let now = chrono::Utc::now().timestamp_micros();
-    let mut report = IngestReport {
-        source: source.describe(),
-        base_currency: base_currency.to_string(),
-        ..Default::default()
-    };
-    let mut rows = RateRows::default();
-    let mut errors = ErrorRows::default();
-    let mut succeeded = Vec::new();
-    let mut attempted = Vec::new();
-    for date in from.iter_days().take_while(|d| *d <= to) {
-        attempted.push(date);
-        report.dates_requested += 1;
-        let day = source.fetch(date).await.and_then(|day| {
-            if day.base != "USD" {
-                return Err(FetchError::new(
-                    0,
-                    "invalid_base",
-                    format!("rates are based on {}, expected USD", day.base),
-                ));
-            }
-            Ok(day)
-        });
-        match day {
-            Ok(day) => {
-                // Without a base rate the day's USD rates are still stored (normalize uses
-                // those, and may reach this day from a later one); only `rates_base_sgd` is
-                // unknown, and the gap is recorded.
-                let base_rate = day.rates.get(base_currency).copied();
-                if base_rate.is_none() {
-                    let error = FetchError::new(
-                        0,
-                        "base_currency_missing",
-                        format!("no {base_currency} rate on this day"),
-                    );
-                    warn!(%date, base = base_currency, "no base-currency rate");
-                    errors.push(date, &error);
-                }
-                for (code, why) in &day.invalid {
-                    let error = FetchError::new(0, "invalid_rate", format!("{code}: {why}"));
-                    warn!(%date, %code, %why, "rate skipped");
-                    errors.push(date, &error);
-                }
-                for (code, per_usd) in &day.rates {
-                    rows.run_date.push(days_since_epoch(date));
-                    rows.currency.push(code.clone());
-                    rows.per_usd.push(*per_usd);
-                    rows.per_base.push(base_rate.and_then(|base| {
-                        money::convert_to_scale(
-                            (*per_usd, RATE_SCALE),
-                            (1, 0),
-                            (base, RATE_SCALE),
-                            RATE_SCALE,
-                        )
-                    }));
-                    rows.year.push(date.year());
-                    rows.month.push(date.month() as i32);
-                }
-                report.rate_rows += day.rates.len() as u64;
-                report.dates_ingested += 1;
-                succeeded.push(date);
-            }
-            Err(error) => {
-                warn!(%date, status = error.status, message = %error.message, "no rates");
-                report.failures.push(IngestFailure {
-                    date: date.to_string(),
-                    status: error.status,
-                    message: error.message.clone(),
-                });
-                errors.push(date, &error);
-            }
-        }
-    }
-
     let ctx = engine.ctx();
-    if !succeeded.is_empty() {
+    let errors = batch.errors;
+    let n = errors.run_date.len();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from(errors.run_date)),
+        Arc::new(BooleanArray::from(vec![true; n])),
+        Arc::new(Int32Array::from(errors.status)),
+        Arc::new(StringArray::from(errors.message)),
+        Arc::new(StringArray::from(errors.description)),
+        Arc::new(StringArray::from(errors.source)),
+        Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
+    ];
+    let batch_errors = RecordBatch::try_new(errors_schema(), columns)?;
+    let plan = ctx.read_batch(batch_errors)?.into_unoptimized_plan();
+    let predicate = col("run_date").in_list(date_list(&batch.attempted), false);
+    delta::write(
+        lake,
+        Table::RatesErrors,
+        engine.session(),
+        plan,
+        WriteMode::ReplaceWhere(predicate),
+    )
+    .await?;
+
+    if !batch.succeeded.is_empty() {
+        let rows = batch.rows;
         let n = rows.run_date.len();
         let rate_array = |values: Vec<Option<i128>>| -> Result<ArrayRef, arrow::error::ArrowError> {
             Ok(Arc::new(
@@ -217,49 +357,308 @@ pub async fn ingest(
             Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
             Arc::new(Int32Array::from(rows.year)),
             Arc::new(Int32Array::from(rows.month)),
+            Arc::new(StringArray::from(vec![source.describe(); n])),
         ];
-        let batch = RecordBatch::try_new(rates_schema(), columns)?;
-        let plan = ctx.read_batch(batch)?.into_unoptimized_plan();
-        let predicate = col("run_date").in_list(date_list(&succeeded), false);
+        let rates = RecordBatch::try_new(rates_schema(), columns)?;
+        let plan = ctx.read_batch(rates)?.into_unoptimized_plan();
+        let predicate = col("run_date").in_list(date_list(&batch.succeeded), false);
         let table = delta::write(
             lake,
             Table::Rates,
             engine.session(),
             plan,
-            WriteMode::ReplaceWhere(predicate),
+            WriteMode::ReplaceWhereMergeSchema(predicate),
         )
         .await?;
         report.rates_version = table.version().map(|v| v as i64);
     }
+    report.batches += 1;
+    Ok(())
+}
 
-    // The errors table holds the latest attempt per date: dates that succeeded now lose their
-    // old error rows, dates that failed get this attempt's.
-    let n = errors.run_date.len();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Date32Array::from(errors.run_date)),
-        Arc::new(BooleanArray::from(vec![true; n])),
-        Arc::new(Int32Array::from(errors.status)),
-        Arc::new(StringArray::from(errors.message)),
-        Arc::new(StringArray::from(errors.description)),
-        Arc::new(StringArray::from(vec![report.source.clone(); n])),
-        Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
-    ];
-    let batch = RecordBatch::try_new(errors_schema(), columns)?;
-    let plan = ctx.read_batch(batch)?.into_unoptimized_plan();
-    let predicate = col("run_date").in_list(date_list(&attempted), false);
-    delta::write(
+/// Stores one day fetched outside a date range (`--latest`), under the UTC day of its
+/// timestamp.
+pub async fn ingest_fetched(
+    engine: &Engine,
+    lake: &Lake,
+    source: &dyn RateSource,
+    base_currency: &str,
+    day: Result<oer::DailyRates, FetchError>,
+) -> Result<IngestReport, IngestError> {
+    let started = Instant::now();
+    let mut report = IngestReport {
+        source: source.describe(),
+        base_currency: base_currency.to_string(),
+        dates_requested: 1,
+        ..Default::default()
+    };
+    let day = day.and_then(|d| {
+        chrono::DateTime::from_timestamp(d.timestamp, 0)
+            .filter(|_| d.timestamp > 0)
+            .map(|t| (t.date_naive(), d))
+            .ok_or_else(|| {
+                FetchError::new(
+                    0,
+                    "invalid_response",
+                    "the latest rates carry no valid timestamp",
+                )
+            })
+    });
+    let (date, day) = match day {
+        Ok((date, day)) => (date, validate(source, date, Ok(day))),
+        Err(error) => (chrono::Utc::now().date_naive(), Err(error)),
+    };
+    if let Err(error) = &day {
+        if key_refused(error) {
+            report.stopped = Some(format!(
+                "the source refused the key ({} {}): set OXR_APP_ID to a valid Open Exchange Rates App ID",
+                error.status, error.message
+            ));
+        }
+    }
+    let mut batch = Batch::default();
+    record(&mut batch, &mut report, source, base_currency, date, day);
+    commit(engine, lake, source, base_currency, batch, &mut report).await?;
+    report.retries = source.retries();
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// The dates in `from..=to` that the rates table already holds.
+pub async fn stored_dates(
+    engine: &Engine,
+    lake: &Lake,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<std::collections::BTreeSet<NaiveDate>, IngestError> {
+    let mut stored = std::collections::BTreeSet::new();
+    if !engine.register_table(lake, Table::Rates).await? {
+        return Ok(stored);
+    }
+    let day = |d: NaiveDate| ScalarValue::Date32(Some(days_since_epoch(d)));
+    let batches = engine
+        .ctx()
+        .sql(STORED_DATES_SQL)
+        .await?
+        .with_param_values(vec![day(from), day(to)])?
+        .collect()
+        .await?;
+    for batch in &batches {
+        for days in batch
+            .column(0)
+            .as_primitive::<Date32Type>()
+            .iter()
+            .flatten()
+        {
+            stored.insert(NaiveDate::default() + chrono::Days::new(days as u64));
+        }
+    }
+    Ok(stored)
+}
+
+/// The last date the rates table holds, if any.
+pub async fn last_stored_date(
+    engine: &Engine,
+    lake: &Lake,
+) -> Result<Option<NaiveDate>, IngestError> {
+    let all = stored_dates(
+        engine,
         lake,
-        Table::RatesErrors,
-        engine.session(),
-        plan,
-        WriteMode::ReplaceWhere(predicate),
+        NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default(),
+        NaiveDate::from_ymd_opt(2999, 12, 31).unwrap_or_default(),
     )
     .await?;
+    Ok(all.last().copied())
+}
+
+fn progress_bar(days: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(days as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} ingest [{bar:30}] {pos}/{len} days {per_sec} {msg} [{elapsed} < {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Fetches every date in `options.from..=options.to` not yet stored (all with `force`),
+/// `concurrency` at a time and at most `requests_per_second`, and stores the rates relative to
+/// the base currency, committing every batch. `stop` ends the run early: the days in flight
+/// finish and are committed, no new day starts.
+pub async fn ingest(
+    engine: &Engine,
+    lake: &Lake,
+    source: &dyn RateSource,
+    options: &IngestOptions,
+    stop: &CancellationToken,
+) -> Result<IngestReport, IngestError> {
+    let (from, to) = (options.from, options.to);
+    if from > to {
+        return Err(IngestError::EmptyRange { from, to });
+    }
+    if options.concurrency == 0
+        || !options.requests_per_second.is_finite()
+        || options.requests_per_second <= 0.0
+    {
+        return Err(IngestError::Options(
+            "--concurrency and --requests-per-second must be above 0".to_string(),
+        ));
+    }
+    let started = Instant::now();
+    let mut report = IngestReport {
+        source: source.describe(),
+        base_currency: options.base_currency.clone(),
+        ..Default::default()
+    };
+    let all: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+    report.dates_requested = all.len() as u64;
+    let stored = if options.force {
+        Default::default()
+    } else {
+        stored_dates(engine, lake, from, to).await?
+    };
+    let dates: Vec<NaiveDate> = all.into_iter().filter(|d| !stored.contains(d)).collect();
+    report.dates_skipped = report.dates_requested - dates.len() as u64;
+    if report.dates_skipped > 0 {
+        info!(
+            days = report.dates_skipped,
+            "already stored, not fetched again (--force fetches them)"
+        );
+    }
+
+    let bar = (options.progress_bar && !dates.is_empty()).then(|| progress_bar(dates.len()));
+    let interval = std::time::Duration::from_secs_f64(1.0 / options.requests_per_second);
+    let pace = tokio::sync::Mutex::new(tokio::time::interval(interval));
+    // Stops taking new days on a signal, or once the key is refused.
+    let halt = stop.child_token();
+    let mut fetched = futures::stream::iter(dates)
+        .take_while(|_| std::future::ready(!halt.is_cancelled()))
+        .map(|date| {
+            let pace = &pace;
+            async move {
+                pace.lock().await.tick().await;
+                (date, source.fetch(date).await)
+            }
+        })
+        .buffered(options.concurrency);
+
+    let mut batch = Batch::default();
+    let mut batch_started = Instant::now();
+    let mut logged = Instant::now();
+    while let Some((date, day)) = fetched.next().await {
+        let day = validate(source, date, day);
+        if let Err(error) = &day {
+            if key_refused(error) && report.stopped.is_none() {
+                report.stopped = Some(format!(
+                    "the source refused the key ({} {}): set OXR_APP_ID to a valid Open Exchange Rates App ID",
+                    error.status, error.message
+                ));
+                halt.cancel();
+            }
+        }
+        record(
+            &mut batch,
+            &mut report,
+            source,
+            &options.base_currency,
+            date,
+            day,
+        );
+        if let Some(bar) = &bar {
+            bar.inc(1);
+            bar.set_message(format!("{} failed", report.failures.len()));
+        } else if logged.elapsed().as_secs() >= 5 {
+            logged = Instant::now();
+            info!(
+                date = %date,
+                ingested = report.dates_ingested,
+                failed = report.failures.len(),
+                "ingesting"
+            );
+        }
+        if batch.attempted.len() >= options.batch_days
+            || batch_started.elapsed().as_secs() >= options.batch_seconds
+        {
+            commit(
+                engine,
+                lake,
+                source,
+                &options.base_currency,
+                std::mem::take(&mut batch),
+                &mut report,
+            )
+            .await?;
+            batch_started = Instant::now();
+        }
+    }
+    drop(fetched);
+    commit(
+        engine,
+        lake,
+        source,
+        &options.base_currency,
+        batch,
+        &mut report,
+    )
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if stop.is_cancelled() && report.stopped.is_none() {
+        report.stopped =
+            Some("stopped by a signal; the days fetched so far are stored".to_string());
+    }
+    report.retries = source.retries();
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     info!(
         dates = report.dates_ingested,
         failed = report.failures.len(),
+        skipped = report.dates_skipped,
         "ingested"
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_refused_for_another_days_timestamp_a_duplicate_or_another_base() {
+        let source = oxr::OxrSource::new(
+            "http://127.0.0.1:9/api",
+            key::AppId::new("k"),
+            reqwest::Client::new(),
+            oxr::RetryPolicy::default(),
+        )
+        .unwrap();
+        let date = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let day = |timestamp: i64, base: &str, duplicates: Vec<String>| oer::DailyRates {
+            base: base.to_string(),
+            timestamp,
+            rates: [("SGD".to_string(), 1)].into_iter().collect(),
+            invalid: vec![],
+            duplicates,
+        };
+        // 2024-03-01T23:59:59Z is on the day; 2024-03-02T00:00:00Z is not.
+        assert!(validate(&source, date, Ok(day(1709337599, "USD", vec![]))).is_ok());
+        let next = validate(&source, date, Ok(day(1709337600, "USD", vec![]))).unwrap_err();
+        assert_eq!(next.message, "timestamp_mismatch");
+        assert!(
+            next.description.contains("2024-03-02"),
+            "{}",
+            next.description
+        );
+        let dup = validate(
+            &source,
+            date,
+            Ok(day(1709337599, "USD", vec!["SGD".into()])),
+        )
+        .unwrap_err();
+        assert_eq!(dup.message, "duplicate_currency");
+        let eur = validate(&source, date, Ok(day(1709337599, "EUR", vec![]))).unwrap_err();
+        assert_eq!(eur.message, "invalid_base");
+    }
 }

@@ -19,6 +19,9 @@ pub struct DailyRates {
     pub rates: BTreeMap<String, i128>,
     /// Codes whose value could not be read exactly, with why (the rest of the day is usable).
     pub invalid: Vec<(String, String)>,
+    /// Codes the body names more than once (`SGD` and `sgd`, or `SGD` twice): which of the
+    /// rates is meant cannot be known, so the day is refused.
+    pub duplicates: Vec<String>,
 }
 
 /// The source's error body: `{"error": true, "status": 401, "message": "invalid_app_id", ...}`.
@@ -39,7 +42,33 @@ struct SuccessBody<'a> {
     #[serde(default = "usd")]
     base: String,
     #[serde(borrow)]
-    rates: BTreeMap<String, &'a RawValue>,
+    rates: Pairs<'a>,
+}
+
+/// A JSON object's members in order, duplicates kept (a map would keep the last silently).
+struct Pairs<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Pairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of currency codes to rates")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::new();
+                while let Some((code, raw)) = map.next_entry::<String, &'de RawValue>()? {
+                    pairs.push((code, raw));
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 fn usd() -> String {
@@ -71,8 +100,14 @@ pub fn parse(body: &str) -> Result<Parsed, String> {
         serde_json::from_str(body).map_err(|e| format!("no rates object: {e}"))?;
     let mut rates = BTreeMap::new();
     let mut invalid = Vec::new();
-    for (code, raw) in success.rates {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut duplicates = Vec::new();
+    for (code, raw) in success.rates.0 {
         let code = code.trim().to_ascii_uppercase();
+        if !seen.insert(code.clone()) {
+            duplicates.push(code);
+            continue;
+        }
         match money::parse_scaled(raw.get(), RATE_SCALE) {
             Ok(value) if value > 0 => {
                 rates.insert(code, value);
@@ -86,6 +121,7 @@ pub fn parse(body: &str) -> Result<Parsed, String> {
         timestamp: success.timestamp,
         rates,
         invalid,
+        duplicates,
     }))
 }
 
@@ -105,6 +141,17 @@ mod tests {
         assert_eq!(day.rates["XAU"], 550_000_000_000_000);
         assert_eq!(day.invalid.len(), 2);
         assert_eq!(day.timestamp, 1341936000);
+        assert!(day.duplicates.is_empty());
+    }
+
+    #[test]
+    fn a_code_named_twice_is_reported_not_overwritten() {
+        let body = r#"{"timestamp":1,"base":"USD","rates":{"SGD":1.35,"EUR":0.9,"sgd":1.4}}"#;
+        let Ok(Parsed::Rates(day)) = parse(body) else {
+            panic!("rates expected")
+        };
+        assert_eq!(day.duplicates, vec!["SGD".to_string()]);
+        assert_eq!(day.rates["SGD"], 1_350_000_000_000_000_000);
     }
 
     #[test]

@@ -18,6 +18,16 @@ pub struct FetchError {
 }
 
 impl FetchError {
+    /// The source publishes no rates for the day (the ECB on weekends and TARGET holidays):
+    /// not a failure, and no error row.
+    pub fn not_published(description: impl Into<String>) -> Self {
+        Self::new(404, "not_published", description)
+    }
+
+    pub fn is_not_published(&self) -> bool {
+        self.status == 404 && self.message == "not_published"
+    }
+
     pub fn new(status: i32, message: &str, description: impl Into<String>) -> Self {
         Self {
             status,
@@ -27,13 +37,37 @@ impl FetchError {
     }
 }
 
+/// What `--latest` gets from a source.
+pub enum Latest {
+    Supported(Result<DailyRates, FetchError>),
+    /// The source has no notion of "the latest rates".
+    Unsupported,
+}
+
 /// Where daily USD-based rates come from.
 #[async_trait::async_trait]
 pub trait RateSource: Send + Sync + std::fmt::Debug {
+    /// The most recent rates, stored under the day of their timestamp.
+    async fn latest(&self) -> Latest {
+        Latest::Unsupported
+    }
     /// Rates for one day, or the source's error for it.
     async fn fetch(&self, date: NaiveDate) -> Result<DailyRates, FetchError>;
-    /// A description for reports and the errors table (never containing credentials).
+    /// A description for reports (never containing credentials).
     fn describe(&self) -> String;
+    /// Where `date` is fetched from, for its `rates_errors` row (never containing credentials).
+    fn location(&self, _date: NaiveDate) -> String {
+        self.describe()
+    }
+    /// Retries made so far, by HTTP status (0: connection errors and timeouts).
+    fn retries(&self) -> std::collections::BTreeMap<i32, u64> {
+        Default::default()
+    }
+    /// Whether a day's `timestamp` must fall on the date asked for. True for live APIs, whose
+    /// answer for the wrong day would be stored as the asked day's rates.
+    fn checks_timestamp(&self) -> bool {
+        false
+    }
 }
 
 /// Why a source could not be set up.

@@ -25,6 +25,10 @@ pub enum WriteMode {
     Append,
     /// Replace exactly the rows matching the predicate (Delta's `replaceWhere`), in one commit.
     ReplaceWhere(Expr),
+    /// `ReplaceWhere`, adding to the table's schema the columns the new rows have and it
+    /// lacks (existing rows read them as null): how a table written by an older fxpipe gains
+    /// a column.
+    ReplaceWhereMergeSchema(Expr),
     /// Replace the whole table (its schema too), in one commit.
     Overwrite,
 }
@@ -128,12 +132,18 @@ pub async fn write(
         builder = builder.with_partition_columns(table.partition_columns().iter().copied());
     }
     builder = match (mode, exists) {
-        (WriteMode::Append, _) | (WriteMode::ReplaceWhere(_), false) => {
+        (WriteMode::Append, _)
+        | (WriteMode::ReplaceWhere(_), false)
+        | (WriteMode::ReplaceWhereMergeSchema(_), false) => {
             builder.with_save_mode(SaveMode::Append)
         }
         (WriteMode::ReplaceWhere(predicate), true) => builder
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(predicate),
+        (WriteMode::ReplaceWhereMergeSchema(predicate), true) => builder
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(predicate)
+            .with_schema_mode(SchemaMode::Merge),
         // A whole-table overwrite may change the schema (e.g. renamed converted columns).
         (WriteMode::Overwrite, _) => builder
             .with_save_mode(SaveMode::Overwrite)
