@@ -7,6 +7,7 @@
 //! Re-ingesting a date replaces that date's rows in one commit; a date that fails now keeps any
 //! rates an earlier run stored for it.
 
+pub mod ecb;
 pub mod oer;
 pub mod source;
 
