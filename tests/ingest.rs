@@ -617,3 +617,48 @@ fn a_backfill_into_an_s3_lake_stores_days_and_error_rows() {
     );
     assert_key_nowhere_in(&lake);
 }
+
+#[test]
+fn the_ecb_source_needs_no_key_and_skips_the_days_it_does_not_publish() {
+    let lake = Lake::new();
+    let csv = lake.file("eurofxref-hist.csv");
+    std::fs::write(
+        &csv,
+        "Date,USD,JPY,SGD,\n2024-03-01,1.0830,161.23,1.4563,\n2024-02-29,1.0826,N/A,1.4550,\n",
+    )
+    .unwrap();
+    let url = format!("file://{}", csv.display());
+    let output = lake
+        .command(&[
+            "ingest",
+            "--source",
+            "ecb",
+            "--ecb-url",
+            &url,
+            "--from",
+            "2024-02-29",
+            "--to",
+            "2024-03-03",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = lake.latest_report("ingest");
+    assert_eq!(report["dates_ingested"], 2, "{report}");
+    assert_eq!(report["dates_not_published"], 2, "{report}");
+    assert_eq!(lake.scalar("SELECT count(*) FROM rates_errors"), "0");
+    // Units per USD, exact: SGD = 1.4563 / 1.0830, EUR = 1 / 1.0830 (18 decimals, half up).
+    assert_eq!(
+        lake.query("SELECT target_currency, CAST(rates_base_usd AS VARCHAR) AS per_usd, source FROM rates WHERE run_date = DATE '2024-03-01' ORDER BY target_currency"),
+        vec![
+            vec!["EUR".to_string(), "0.923361034164358264".into(), format!("ecb:{url}")],
+            vec!["JPY".to_string(), "148.873499538319482918".into(), format!("ecb:{url}")],
+            vec!["SGD".to_string(), "1.344690674053554940".into(), format!("ecb:{url}")],
+            vec!["USD".to_string(), "1.000000000000000000".into(), format!("ecb:{url}")],
+        ]
+    );
+    assert_eq!(
+        lake.scalar("SELECT count(*) FROM rates WHERE run_date = DATE '2024-02-29'"),
+        "3"
+    );
+}

@@ -596,7 +596,12 @@ fn open_source(args: &IngestArgs) -> anyhow::Result<Box<dyn ingest::RateSource>>
                     .map_err(anyhow::Error::msg)?,
             )
         }
-        "ecb" => anyhow::bail!("--source ecb is not available in this build"),
+        "ecb" => Box::new(ingest::ecb::EcbSource::new(
+            args.ecb_url
+                .clone()
+                .unwrap_or_else(|| ingest::ecb::DEFAULT_URL.to_string()),
+            client,
+        )),
         other => ingest::source::open(other)?,
     })
 }
@@ -657,7 +662,10 @@ async fn run_ingest_command(
                 ..options
             },
         };
-        ingest::daemon::run(engine, lake, source.as_ref(), &daemon, stop).await?;
+        drop(source);
+        let open =
+            || open_source(&args).map_err(|e| ingest::IngestError::Options(format!("{e:#}")));
+        ingest::daemon::run(engine, lake, &open, &daemon, stop).await?;
         return Ok(());
     }
     let report = if args.latest {

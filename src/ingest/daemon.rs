@@ -72,8 +72,6 @@ struct Metrics {
     retries: Family<StatusLabel, Counter>,
     last_run_seconds: Gauge<f64, AtomicU64>,
     last_run_ok: Gauge<i64>,
-    /// Retries already counted, by status (the source's counts are cumulative).
-    retries_seen: Mutex<std::collections::BTreeMap<i32, u64>>,
     newest: Mutex<Option<NaiveDate>>,
     stale_after_days: i64,
 }
@@ -128,7 +126,6 @@ impl Metrics {
             retries,
             last_run_seconds,
             last_run_ok,
-            retries_seen: Mutex::default(),
             newest: Mutex::default(),
             stale_after_days,
         }
@@ -153,14 +150,13 @@ impl Metrics {
                 })
                 .inc();
         }
-        let mut seen = self.retries_seen.lock().unwrap_or_else(|p| p.into_inner());
-        for (status, total) in &report.retries {
-            let before = seen.insert(*status, *total).unwrap_or(0);
+        // Each run has a source of its own, so its retries are this run's.
+        for (status, count) in &report.retries {
             self.retries
                 .get_or_create(&StatusLabel {
                     status: status.to_string(),
                 })
-                .inc_by(total.saturating_sub(before));
+                .inc_by(*count);
         }
         self.last_run_seconds.set(elapsed.as_secs_f64());
         self.last_run_ok.set(i64::from(report.failures.is_empty()));
@@ -239,7 +235,7 @@ async fn serve(
 async fn run_once(
     engine: &Engine,
     lake: &Lake,
-    source: &dyn RateSource,
+    open_source: &OpenSource<'_>,
     options: &DaemonOptions,
     metrics: &Metrics,
     stop: &CancellationToken,
@@ -250,7 +246,9 @@ async fn run_once(
     run.from = from;
     run.to = yesterday;
     let started = Instant::now();
-    let report = ingest(engine, lake, source, &run, stop).await?;
+    // A new source per run: a source may cache what it downloaded (the ECB's document).
+    let source = open_source()?;
+    let report = ingest(engine, lake, source.as_ref(), &run, stop).await?;
     metrics.record(&report, started.elapsed());
     metrics.set_newest(last_stored_date(engine, lake).await?);
     let saved = crate::report::save(lake, "ingest", &report).await?;
@@ -269,11 +267,14 @@ async fn run_once(
     Ok(())
 }
 
+/// Makes the rate source for one run.
+pub type OpenSource<'a> = dyn Fn() -> Result<Box<dyn RateSource>, IngestError> + Sync + 'a;
+
 /// Runs the sidecar until `stop`: a catch-up run at once, then one per schedule tick.
 pub async fn run(
     engine: &Engine,
     lake: &Lake,
-    source: &dyn RateSource,
+    open_source: &OpenSource<'_>,
     options: &DaemonOptions,
     stop: CancellationToken,
 ) -> Result<(), IngestError> {
@@ -288,7 +289,7 @@ pub async fn run(
         if stop.is_cancelled() {
             break;
         }
-        if let Err(e) = run_once(engine, lake, source, options, &metrics, &stop).await {
+        if let Err(e) = run_once(engine, lake, open_source, options, &metrics, &stop).await {
             // A failed run (the lake unreachable, say) is retried at the next tick; the
             // health check reports the growing staleness.
             error!(error = %e, "scheduled run failed");

@@ -8,6 +8,7 @@
 //! rates an earlier run stored for it.
 
 pub mod daemon;
+pub mod ecb;
 pub mod key;
 pub mod oer;
 pub mod oxr;

@@ -18,22 +18,24 @@ pub struct FetchError {
 }
 
 impl FetchError {
-    /// The source publishes no rates for the day (the ECB on weekends and TARGET holidays):
-    /// not a failure, and no error row.
-    pub fn not_published(description: impl Into<String>) -> Self {
-        Self::new(404, "not_published", description)
-    }
-
-    pub fn is_not_published(&self) -> bool {
-        self.status == 404 && self.message == "not_published"
-    }
-
     pub fn new(status: i32, message: &str, description: impl Into<String>) -> Self {
         Self {
             status,
             message: message.to_string(),
             description: description.into(),
         }
+    }
+
+    /// A day the source does not publish rates for (a weekend, a holiday, a date its data does
+    /// not cover). It is a 404 like a missing OXR day, but with its own message, so the ingest
+    /// can store nothing for it without counting it as a failure.
+    pub fn not_published(description: impl Into<String>) -> Self {
+        Self::new(404, NOT_PUBLISHED, description)
+    }
+
+    /// Whether this is [`FetchError::not_published`]: no rates that day, by the source's calendar.
+    pub fn is_not_published(&self) -> bool {
+        self.status == 404 && self.message == NOT_PUBLISHED
     }
 }
 
@@ -43,6 +45,9 @@ pub enum Latest {
     /// The source has no notion of "the latest rates".
     Unsupported,
 }
+
+/// The message of [`FetchError::not_published`].
+const NOT_PUBLISHED: &str = "not_published";
 
 /// Where daily USD-based rates come from.
 #[async_trait::async_trait]
@@ -138,5 +143,21 @@ impl RateSource for FileSource {
 
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_published_is_told_apart_from_a_missing_day() {
+        let holiday = FetchError::not_published("2024-12-25 is a TARGET holiday");
+        assert_eq!(holiday.status, 404);
+        assert_eq!(holiday.message, "not_published");
+        assert!(holiday.is_not_published());
+        // The file source's and OXR's 404 is a failure: the day should have had rates.
+        assert!(!FetchError::new(404, "not_found", "no file").is_not_published());
+        assert!(!FetchError::new(0, "not_published", "status 0").is_not_published());
     }
 }
