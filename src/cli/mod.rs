@@ -253,9 +253,10 @@ struct IngestArgs {
     /// Retries of a request after a 429, a 5xx, a connection error or a timeout.
     #[arg(long, env = "FXPIPE_INGEST_RETRIES", default_value_t = 4)]
     retries: usize,
-    /// Days per commit of a backfill (a commit also happens every --batch-seconds).
-    #[arg(long, env = "FXPIPE_INGEST_BATCH_DAYS", default_value_t = 30)]
-    batch_days: usize,
+    /// Days per commit of a backfill (a commit also happens every --batch-seconds). Default:
+    /// 30 for Open Exchange Rates; files and the ECB are bounded by time only.
+    #[arg(long, env = "FXPIPE_INGEST_BATCH_DAYS")]
+    batch_days: Option<usize>,
     #[arg(long, env = "FXPIPE_INGEST_BATCH_SECONDS", default_value_t = 10)]
     batch_seconds: u64,
     /// No progress bar, only log lines (also when standard error is not a terminal).
@@ -646,7 +647,7 @@ async fn run_ingest_command(
     options.force = args.force;
     options.concurrency = args.concurrency;
     options.requests_per_second = args.requests_per_second;
-    options.batch_days = args.batch_days.max(1);
+    options.batch_days = args.batch_days;
     options.batch_seconds = args.batch_seconds;
     options.progress_bar = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stop = stop_on_signal();

@@ -72,8 +72,11 @@ pub struct IngestOptions {
     /// Requests started per second, at most.
     pub requests_per_second: f64,
     /// A commit after this many days, or after `batch_seconds`, whichever comes first: a
-    /// killed backfill loses at most one batch.
-    pub batch_days: usize,
+    /// killed backfill loses at most one batch. `None`: 30 days for paced sources (an API
+    /// whose every day costs a request and quota); unpaced ones (files, the ECB's single
+    /// document) fetch a day in microseconds, so only time bounds their batches and commits
+    /// do not dominate the run.
+    pub batch_days: Option<usize>,
     pub batch_seconds: u64,
     /// A progress bar on standard error (a terminal); log lines otherwise.
     pub progress_bar: bool,
@@ -88,7 +91,7 @@ impl IngestOptions {
             force: false,
             concurrency: 4,
             requests_per_second: 10.0,
-            batch_days: 30,
+            batch_days: None,
             batch_seconds: 10,
             progress_bar: false,
         }
@@ -485,7 +488,7 @@ fn progress_bar(days: usize) -> ProgressBar {
 }
 
 /// Fetches every date in `options.from..=options.to` not yet stored (all with `force`),
-/// `concurrency` at a time and at most `requests_per_second`, and stores the rates relative to
+/// `concurrency` at a time and, for sources with quotas, at most `requests_per_second`, and stores the rates relative to
 /// the base currency, committing every batch. `stop` ends the run early: the days in flight
 /// finish and are committed, no new day starts.
 pub async fn ingest(
@@ -539,12 +542,18 @@ pub async fn ingest(
         .map(|date| {
             let pace = &pace;
             async move {
-                pace.lock().await.tick().await;
+                if source.paced() {
+                    pace.lock().await.tick().await;
+                }
                 (date, source.fetch(date).await)
             }
         })
         .buffered(options.concurrency);
 
+    let batch_days = options
+        .batch_days
+        .unwrap_or(if source.paced() { 30 } else { usize::MAX })
+        .max(1);
     let mut batch = Batch::default();
     let mut batch_started = Instant::now();
     let mut logged = Instant::now();
@@ -579,7 +588,7 @@ pub async fn ingest(
                 "ingesting"
             );
         }
-        if batch.attempted.len() >= options.batch_days
+        if batch.attempted.len() >= batch_days
             || batch_started.elapsed().as_secs() >= options.batch_seconds
         {
             commit(

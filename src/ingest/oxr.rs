@@ -282,6 +282,10 @@ impl RateSource for OxrSource {
     fn checks_timestamp(&self) -> bool {
         true
     }
+
+    fn paced(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +307,11 @@ mod tests {
             "http://127.0.0.1:9/api/historical/2024-03-01.json"
         );
         assert!(!format!("{source:?}").contains("k3y"));
+        // The API has quotas: its requests are paced; local files are not.
+        assert!(source.paced());
+        let files =
+            crate::ingest::source::open(&format!("file://{}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(!files.paced());
         for bad in [
             "http://u:p@127.0.0.1/api",
             "http://127.0.0.1/api?app_id=x",

@@ -68,6 +68,11 @@ pub trait RateSource: Send + Sync + std::fmt::Debug {
     fn retries(&self) -> std::collections::BTreeMap<i32, u64> {
         Default::default()
     }
+    /// Whether requests must be paced (`--requests-per-second`): true for APIs with quotas,
+    /// false for local files and for sources that download one document per run.
+    fn paced(&self) -> bool {
+        false
+    }
     /// Whether a day's `timestamp` must fall on the date asked for. True for live APIs, whose
     /// answer for the wrong day would be stored as the asked day's rates.
     fn checks_timestamp(&self) -> bool {
