@@ -58,6 +58,7 @@ pub enum IngestError {
 }
 
 const STORED_DATES_SQL: &str = include_str!("../../sql/ingest_stored_dates.sql");
+const LAST_STORED_DATE_SQL: &str = include_str!("../../sql/ingest_last_stored_date.sql");
 
 /// What to fetch and how.
 #[derive(Debug, Clone)]
@@ -226,7 +227,17 @@ fn validate(
     Ok(day)
 }
 
-/// Whether a failure means the key itself is missing or refused: no later date can succeed.
+/// Why the run must stop when a failure means the key itself is missing or refused: no later
+/// date can succeed.
+fn key_refusal(error: &FetchError) -> Option<String> {
+    key_refused(error).then(|| {
+        format!(
+            "the source refused the key ({} {}): set OXR_APP_ID to a valid Open Exchange Rates App ID",
+            error.status, error.message
+        )
+    })
+}
+
 fn key_refused(error: &FetchError) -> bool {
     error.status == 401
         || (error.status == 403 && error.message.contains("app_id"))
@@ -413,12 +424,7 @@ pub async fn ingest_fetched(
         Err(error) => (chrono::Utc::now().date_naive(), Err(error)),
     };
     if let Err(error) = &day {
-        if key_refused(error) {
-            report.stopped = Some(format!(
-                "the source refused the key ({} {}): set OXR_APP_ID to a valid Open Exchange Rates App ID",
-                error.status, error.message
-            ));
-        }
+        report.stopped = key_refusal(error);
     }
     let mut batch = Batch::default();
     record(&mut batch, &mut report, source, base_currency, date, day);
@@ -465,14 +471,20 @@ pub async fn last_stored_date(
     engine: &Engine,
     lake: &Lake,
 ) -> Result<Option<NaiveDate>, IngestError> {
-    let all = stored_dates(
-        engine,
-        lake,
-        NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default(),
-        NaiveDate::from_ymd_opt(2999, 12, 31).unwrap_or_default(),
-    )
-    .await?;
-    Ok(all.last().copied())
+    if !engine.register_table(lake, Table::Rates).await? {
+        return Ok(None);
+    }
+    let batches = engine
+        .ctx()
+        .sql(LAST_STORED_DATE_SQL)
+        .await?
+        .collect()
+        .await?;
+    Ok(batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Date32Type>().iter().flatten())
+        .next()
+        .map(|days| NaiveDate::default() + chrono::Days::new(days as u64)))
 }
 
 fn progress_bar(days: usize) -> ProgressBar {
@@ -559,12 +571,9 @@ pub async fn ingest(
     let mut logged = Instant::now();
     while let Some((date, day)) = fetched.next().await {
         let day = validate(source, date, day);
-        if let Err(error) = &day {
-            if key_refused(error) && report.stopped.is_none() {
-                report.stopped = Some(format!(
-                    "the source refused the key ({} {}): set OXR_APP_ID to a valid Open Exchange Rates App ID",
-                    error.status, error.message
-                ));
+        if let (Err(error), None) = (&day, &report.stopped) {
+            report.stopped = key_refusal(error);
+            if report.stopped.is_some() {
                 halt.cancel();
             }
         }
