@@ -36,6 +36,19 @@ fn sql_and_reports_on_the_cluster_equal_embedded() {
         let embedded = lake.run(&["report", report, "--format", "csv"]);
         let distributed = on(&lake, &cluster, &["report", report, "--format", "csv"]);
         assert_eq!(distributed, embedded, "{report}");
+        // -o streams the cluster's result into the file: the same rows.
+        let file = lake.file(&format!("{report}.csv"));
+        let written = on(
+            &lake,
+            &cluster,
+            &["report", report, "-o", file.to_str().unwrap()],
+        );
+        assert_eq!(written, "", "{report}: the rows go to the file");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            embedded,
+            "{report}"
+        );
     }
     // The jobs ran on the cluster: the scheduler saw them.
     let jobs = cluster

@@ -9,6 +9,7 @@ macro_rules! outln {
 
 mod catalog;
 mod errors;
+mod output;
 mod print;
 mod readonly;
 
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use fxpipe::engine::Engine;
 use fxpipe::gen;
 use fxpipe::ingest;
@@ -72,8 +73,26 @@ struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
+    /// How log lines on standard error look: text, or json (one JSON object per line, for
+    /// a log collector).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FXPIPE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--log-format` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// How S3 is reached. Credentials and region always come from the standard AWS chain
@@ -162,6 +181,14 @@ enum Command {
     /// The lake's tables in Athena or the Glue Data Catalog (no crawler); reads the lake only.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,6 +359,8 @@ struct SqlArgs {
     format: Format,
     #[command(flatten)]
     max_rows: MaxRowsArg,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +371,60 @@ struct ReportArgs {
     format: Format,
     #[command(flatten)]
     max_rows: MaxRowsArg,
+    #[command(flatten)]
+    output: OutputArg,
+}
+
+#[derive(Debug, Args)]
+struct OutputArg {
+    /// Write the result to FILE instead of printing it, in the format its extension names:
+    /// .csv, .jsonl/.ndjson/.json (JSON lines) or .parquet (--format and --max-rows do not
+    /// apply). FILE is replaced only once the whole result is written. No environment
+    /// fallback: a stray variable must not send every query's rows to one file.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+impl OutputArg {
+    /// The format `-o` asks for, checked before any query runs.
+    fn format(&self) -> anyhow::Result<Option<(PathBuf, output::FileFormat)>> {
+        self.output
+            .as_ref()
+            .map(|file| Ok((file.clone(), output::FileFormat::of(file)?)))
+            .transpose()
+    }
+}
+
+/// Prints a result, or writes it to `-o FILE` and says so on stderr.
+async fn emit(
+    frame: datafusion::dataframe::DataFrame,
+    to: Option<&(PathBuf, output::FileFormat)>,
+    format: Format,
+    max_rows: MaxRows,
+    base_currency: &str,
+) -> anyhow::Result<()> {
+    match to {
+        None => {
+            print::print(frame, format, max_rows, base_currency).await?;
+        }
+        Some((file, file_format)) => {
+            let rows = output::write(frame, file, *file_format).await?;
+            print::stderr_note(
+                "INFO",
+                &format!(
+                    "wrote {rows} rows to {} ({})",
+                    file.display(),
+                    file_format.name()
+                ),
+                serde_json::json!({
+                    "rows": rows,
+                    "path": file.display().to_string(),
+                    "format": file_format.name(),
+                }),
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -397,7 +480,7 @@ fn currency_code(text: &str) -> Result<String, String> {
 /// Parses arguments, runs the command, maps errors to exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -414,13 +497,19 @@ pub fn main() -> ExitCode {
         // killed by SIGPIPE do, and say so with their status, 128 + 13.
         Err(_) if print::stdout_closed() => ExitCode::from(141),
         Err(e) => {
-            eprintln!("error: {}", errors::render(&e));
+            let message = errors::render(&e);
+            if print::json_stderr() {
+                print::stderr_note("ERROR", &message, serde_json::json!({}));
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(verbose: u8) {
+/// The log filter is the same for both formats: RUST_LOG, else the -v level.
+fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         // Cluster job progress is shown unless asked for less (RUST_LOG).
         0 => "warn,fxpipe::engine::progress=info,fxpipe::ingest=info",
@@ -429,17 +518,38 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colour codes only on a terminal: logs piped to a file or a collector stay plain text.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    match format {
+        // Colour codes only on a terminal: logs piped to a file or a collector stay plain text.
+        LogFormat::Text => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .try_init();
+        }
+        // One JSON object per line; the CLI's own stderr lines (the -o summary, the final
+        // error) follow suit, so every line a collector reads parses.
+        LogFormat::Json => {
+            print::set_json_stderr();
+            let _ = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Gen(command) = &cli.command {
         return run_gen(command);
+    }
+    if let Command::Completions(args) = &cli.command {
+        // Into memory first: clap_complete panics on a failed write (a closed pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(args.shell, &mut Cli::command(), "fxpipe", &mut script);
+        print::stdout().write_all(&script)?;
+        return Ok(());
     }
     let reads_only = matches!(
         cli.command,
@@ -505,11 +615,18 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
             };
             run_normalize(&engine, &lake, &options).await
         }
-        Command::Sql(args) => run_sql(&engine, &lake, args).await,
+        Command::Sql(args) => run_sql(&engine, &lake, args, &cli.base_currency).await,
         Command::Report(args) => {
+            let to = args.output.format()?;
             let frame = analytics::report(&engine, &lake, &args.name).await?;
-            print::print(frame, args.format, args.max_rows.value).await?;
-            Ok(())
+            emit(
+                frame,
+                to.as_ref(),
+                args.format,
+                args.max_rows.value,
+                &cli.base_currency,
+            )
+            .await
         }
         Command::Vacuum(args) => {
             for table in Table::ALL {
@@ -554,6 +671,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
         }
         Command::Quickstart(args) => quickstart(&engine, &lake, &cli.base_currency, &args).await,
         Command::Catalog(command) => catalog::run(&lake, command).await,
+        Command::Completions(_) => Ok(()),
     }
 }
 
@@ -744,7 +862,13 @@ async fn run_normalize(
     Ok(())
 }
 
-async fn run_sql(engine: &Engine, lake: &Lake, args: SqlArgs) -> anyhow::Result<()> {
+async fn run_sql(
+    engine: &Engine,
+    lake: &Lake,
+    args: SqlArgs,
+    base_currency: &str,
+) -> anyhow::Result<()> {
+    let to = args.output.format()?;
     let text = match (&args.query, &args.file) {
         (Some(query), _) => query.clone(),
         (None, Some(file)) => std::fs::read_to_string(file)
@@ -758,6 +882,12 @@ async fn run_sql(engine: &Engine, lake: &Lake, args: SqlArgs) -> anyhow::Result<
         .sql("SET datafusion.catalog.information_schema = true")
         .await?;
     let statements = datafusion::sql::parser::DFParser::parse_sql(&text)?;
+    if to.is_some() && statements.len() > 1 {
+        anyhow::bail!(
+            "-o writes one result: give one statement, not {}",
+            statements.len()
+        );
+    }
     for statement in statements {
         let state = engine.ctx().state();
         let plan = match state.statement_to_plan(statement).await {
@@ -776,7 +906,14 @@ async fn run_sql(engine: &Engine, lake: &Lake, args: SqlArgs) -> anyhow::Result<
         };
         readonly::check(&plan)?;
         let frame = engine.ctx().execute_logical_plan(plan).await?;
-        print::print(frame, args.format, args.max_rows.value).await?;
+        emit(
+            frame,
+            to.as_ref(),
+            args.format,
+            args.max_rows.value,
+            base_currency,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -844,11 +981,23 @@ async fn quickstart(
     for (name, _) in analytics::REPORTS {
         outln!("\n== fxpipe report {name}")?;
         let frame = analytics::report(engine, lake, name).await?;
-        print::print(frame, Format::Table, MaxRows::DEFAULT_VALUE).await?;
+        print::print(frame, Format::Table, MaxRows::DEFAULT_VALUE, base).await?;
     }
     outln!(
         "\nDone. Query the lake with: fxpipe --lake {} sql \"SELECT * FROM processed LIMIT 10\"",
         lake.display()
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap checks the argument definitions (unique names, valid conflicts) only when a
+    /// command is parsed; this checks every subcommand at once.
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
 }
