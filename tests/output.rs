@@ -102,6 +102,8 @@ fn report_output_files_in_each_format_read_back_exactly() {
         lines.contains(&"withdrawals_sgd decimal128(38, 2)"),
         "{read}"
     );
+    // Plain strings, not DataFusion's string_view, which older readers cannot open.
+    assert!(lines.contains(&"account_no string"), "{read}");
     assert!(
         lines.contains(&"SGD|409000493210|5.37|41194.26|7671.1844|High Creditworthiness|1"),
         "{read}"
@@ -354,4 +356,57 @@ fn completions_print_a_script_each_shell_loads() {
     assert!(fish.contains("quickstart"), "{fish}");
     // No lake is opened or created for it.
     assert!(!lake.path().exists(), "completions created the lake");
+}
+
+#[test]
+fn ctrl_c_during_a_write_leaves_the_old_file_and_no_temporary() {
+    let lake = golden_lake();
+    let dir = out_dir(&lake);
+    let target = dir.join("sum.csv");
+    std::fs::write(&target, "the previous result\n").unwrap();
+    // Long enough to be interrupted: a sum over ten billion rows (not answerable from statistics).
+    let child = lake
+        .command(&[
+            "sql",
+            "SELECT sum(value) FROM range(10000000000)",
+            "-o",
+            target.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn fxpipe");
+    let started = std::time::Instant::now();
+    while files_in(&dir).len() < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no temporary file appeared: {:?}",
+            files_in(&dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let temporary = files_in(&dir);
+    assert!(
+        temporary[0].starts_with(".sum.csv.fxpipe-") && temporary[0].ends_with(".tmp"),
+        "{temporary:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().expect("fxpipe ends");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains(&format!(
+            "interrupted: {} was not written",
+            target.display()
+        )),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "the previous result\n"
+    );
+    assert_eq!(files_in(&dir), ["sum.csv"]);
 }

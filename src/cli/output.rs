@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::dataframe::DataFrame;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -115,8 +117,28 @@ impl Drop for Pending {
 }
 
 /// Runs the frame and writes its rows to `path` in `format`. Returns the number of rows.
+///
+/// Ctrl-C (SIGINT) stops the write like an error does: the temporary is removed and FILE is
+/// left as it was (without this, the signal would end the process and leave the temporary).
 pub async fn write(frame: DataFrame, path: &Path, format: FileFormat) -> anyhow::Result<u64> {
     let (pending, file) = Pending::create(path)?;
+    let (rows, file) = tokio::select! {
+        written = write_rows(frame, file, format) => written?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!(
+            "interrupted: {} was not written",
+            path.display()
+        ),
+    };
+    pending.persist(file, path)?;
+    Ok(rows)
+}
+
+/// Streams the frame's rows into `file`; returns their number and the finished file.
+async fn write_rows(
+    frame: DataFrame,
+    file: File,
+    format: FileFormat,
+) -> anyhow::Result<(u64, File)> {
     let mut stream = frame.execute_stream().await?;
     let mut rows = 0u64;
     let file = match format {
@@ -131,7 +153,7 @@ pub async fn write(frame: DataFrame, path: &Path, format: FileFormat) -> anyhow:
             }
             // A result with no rows still gets its header line.
             if rows == 0 {
-                writer.write(&arrow::array::RecordBatch::new_empty(stream.schema()))?;
+                writer.write(&RecordBatch::new_empty(stream.schema()))?;
             }
             finish(writer.into_inner())?
         }
@@ -149,18 +171,40 @@ pub async fn write(frame: DataFrame, path: &Path, format: FileFormat) -> anyhow:
             let properties = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
                 .build();
-            let mut writer =
-                ArrowWriter::try_new(file, Arc::clone(&stream.schema()), Some(properties))?;
+            let schema = without_views(&stream.schema());
+            let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
-                writer.write(&batch)?;
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                writer.write(&RecordBatch::try_new(Arc::clone(&schema), columns)?)?;
             }
             writer.into_inner()?
         }
     };
-    pending.persist(file, path)?;
-    Ok(rows)
+    Ok((rows, file))
+}
+
+/// The schema with DataFusion's view types (`Utf8View`, `BinaryView`, what its Parquet scans
+/// return) as plain `Utf8`/`Binary`: the Arrow schema stored in the file names them, and
+/// readers older than Arrow 16 (and some non-Arrow ones) cannot open a file that says
+/// `string_view`. The Parquet column itself is the same UTF-8 byte array either way.
+fn without_views(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Utf8View => field.as_ref().clone().with_data_type(DataType::Utf8),
+            DataType::BinaryView => field.as_ref().clone().with_data_type(DataType::Binary),
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 fn finish(mut writer: BufWriter<File>) -> anyhow::Result<File> {
