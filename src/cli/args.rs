@@ -51,6 +51,10 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "FXPIPE_BASE_CURRENCY", default_value = "SGD", value_parser = currency_code)]
     pub(crate) base_currency: String,
 
+    /// No progress bars: log lines instead, as when standard error is not a terminal.
+    #[arg(short, long, global = true, env = "FXPIPE_QUIET")]
+    pub(crate) quiet: bool,
+
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
@@ -268,9 +272,6 @@ pub(crate) struct IngestArgs {
     pub(crate) batch_days: Option<usize>,
     #[arg(long, env = "FXPIPE_INGEST_BATCH_SECONDS", default_value_t = 10)]
     pub(crate) batch_seconds: u64,
-    /// No progress bar, only log lines (also when standard error is not a terminal).
-    #[arg(long, short = 'q')]
-    pub(crate) quiet: bool,
     /// Run as a sidecar: catch up now, then once per --schedule, until SIGTERM or SIGINT.
     #[arg(long, env = "FXPIPE_INGEST_DAEMON")]
     pub(crate) daemon: bool,
@@ -331,8 +332,9 @@ pub(crate) struct NormalizeArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct SqlArgs {
-    /// The query (or use -f).
-    #[arg(conflicts_with = "file", required_unless_present = "file")]
+    /// The query. Without one (and without -f), statements piped to standard input run, or
+    /// on a terminal an interactive shell opens.
+    #[arg(conflicts_with = "file")]
     pub(crate) query: Option<String>,
     /// A file of SQL statements separated by `;` (each result is printed).
     #[arg(short, long, env = "FXPIPE_SQL_FILE")]

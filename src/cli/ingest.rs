@@ -68,6 +68,7 @@ pub(crate) async fn run_ingest_command(
     lake: &Lake,
     args: IngestArgs,
     base: &str,
+    quiet: bool,
 ) -> anyhow::Result<()> {
     let source = open_source(&args)?;
     let today = chrono::Utc::now().date_naive();
@@ -77,7 +78,7 @@ pub(crate) async fn run_ingest_command(
     options.requests_per_second = args.requests_per_second;
     options.batch_days = args.batch_days;
     options.batch_seconds = args.batch_seconds;
-    options.progress_bar = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    options.progress_bar = super::progress::bars_allowed(quiet);
     let stop = stop_on_signal();
     if args.daemon {
         let daemon = ingest::daemon::DaemonOptions {

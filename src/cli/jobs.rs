@@ -18,6 +18,7 @@ use fxpipe::storage::{delta, Lake, Table};
 use super::args::{GenCommand, OptimizeArgs, QuickstartArgs, VacuumArgs};
 use super::ingest::finish_ingest;
 use super::print::{self, Format, MaxRows};
+use super::progress::JobProgress;
 
 pub(crate) fn run_gen(command: &GenCommand) -> anyhow::Result<()> {
     match command {
@@ -49,8 +50,14 @@ pub(crate) async fn run_load(
     lake: &Lake,
     files: &[Input],
     options: &LoadOptions,
+    quiet: bool,
 ) -> anyhow::Result<()> {
-    let report = load::load(engine, lake, files, options).await?;
+    let progress = JobProgress::start(engine, "load", quiet);
+    let report = load::load(engine, lake, files, options).await;
+    if let Some(progress) = progress {
+        progress.finish().await;
+    }
+    let report = report?;
     let saved = report::save(lake, "load", &report).await?;
     write!(print::stdout(), "{report}")?;
     outln!("  report: {saved}")?;
@@ -61,8 +68,14 @@ pub(crate) async fn run_normalize(
     engine: &Engine,
     lake: &Lake,
     options: &NormalizeOptions,
+    quiet: bool,
 ) -> anyhow::Result<()> {
-    let report = normalize::normalize(engine, lake, options).await?;
+    let progress = JobProgress::start(engine, "normalize", quiet);
+    let report = normalize::normalize(engine, lake, options).await;
+    if let Some(progress) = progress {
+        progress.finish().await;
+    }
+    let report = report?;
     let saved = report::save(lake, "normalize", &report).await?;
     write!(print::stdout(), "{report}")?;
     outln!("  output: {}", lake.table_url(Table::Processed))?;
@@ -75,6 +88,7 @@ pub(crate) async fn quickstart(
     lake: &Lake,
     base: &str,
     args: &QuickstartArgs,
+    quiet: bool,
 ) -> anyhow::Result<()> {
     let from = NaiveDate::from_ymd_opt(2017, 1, 1).context("date")?;
     let to = NaiveDate::from_ymd_opt(2018, 12, 31).context("date")?;
@@ -104,7 +118,7 @@ pub(crate) async fn quickstart(
     outln!("\n== 2. ingest rates into {}", lake.table_url(Table::Rates))?;
     let source = ingest::source::open(&format!("file://{}", rates_dir.display()))?;
     let options = ingest::IngestOptions {
-        progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress_bar: super::progress::bars_allowed(quiet),
         ..ingest::IngestOptions::new(from, to, base)
     };
     let report = ingest::ingest(
@@ -121,14 +135,21 @@ pub(crate) async fn quickstart(
         "\n== 3. load transactions into {}",
         lake.table_url(Table::Transactions)
     )?;
-    run_load(engine, lake, &[Input::local(csv)], &LoadOptions::default()).await?;
+    run_load(
+        engine,
+        lake,
+        &[Input::local(csv)],
+        &LoadOptions::default(),
+        quiet,
+    )
+    .await?;
 
     outln!("\n== 4. normalize to {base}")?;
     let options = NormalizeOptions {
         base_currency: base.to_string(),
         ..Default::default()
     };
-    run_normalize(engine, lake, &options).await?;
+    run_normalize(engine, lake, &options, quiet).await?;
 
     for (name, _) in analytics::REPORTS {
         outln!("\n== fxpipe report {name}")?;

@@ -7,7 +7,7 @@ use super::print;
 pub(crate) fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         // Cluster job progress is shown unless asked for less (RUST_LOG).
-        0 => "warn,fxpipe::engine::progress=info,fxpipe::ingest=info",
+        0 => "warn,fxpipe::engine::progress=info,fxpipe::ingest=info,fxpipe::cli::progress=info",
         1 => "info,fxpipe=info",
         _ => "debug",
     };

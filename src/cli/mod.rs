@@ -20,7 +20,9 @@ mod jobs;
 mod logging;
 mod output;
 mod print;
+mod progress;
 mod readonly;
+mod repl;
 mod statements;
 
 use std::io::Write;
@@ -102,7 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     engine.attach(&lake);
     let cluster = engine.cluster_address().map(str::to_string);
-    let progress = engine.watch_progress();
+    let progress = engine.watch_progress(progress::bars_allowed(cli.quiet));
     let result = run_command(cli, engine, lake, &s3).await;
     if let Some(progress) = progress {
         progress.finish().await;
@@ -119,15 +121,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Runs the command on an engine and lake already set up.
 async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> anyhow::Result<()> {
     let base = &cli.base_currency;
+    let quiet = cli.quiet;
     match cli.command {
         Command::Gen(_) | Command::Completions(_) => Ok(()),
-        Command::Ingest(args) => ingest::run_ingest_command(&engine, &lake, args, base).await,
+        Command::Ingest(args) => {
+            ingest::run_ingest_command(&engine, &lake, args, base, quiet).await
+        }
         Command::Load(args) => {
             let options = LoadOptions {
                 decimal_separator: args.decimal_separator,
             };
             let inputs = inputs::resolve(&args.files, &lake, s3).await?;
-            jobs::run_load(&engine, &lake, &inputs, &options).await
+            jobs::run_load(&engine, &lake, &inputs, &options, quiet).await
         }
         Command::Normalize(args) => {
             let options = NormalizeOptions {
@@ -141,7 +146,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
                 },
                 months: args.from.zip(args.to),
             };
-            jobs::run_normalize(&engine, &lake, &options).await
+            jobs::run_normalize(&engine, &lake, &options, quiet).await
         }
         Command::Sql(args) => statements::run_sql(&engine, &lake, args, base).await,
         Command::Report(args) => {
@@ -151,7 +156,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
         }
         Command::Vacuum(args) => jobs::vacuum(&lake, &args).await,
         Command::Optimize(args) => jobs::optimize(&engine, &lake, &args).await,
-        Command::Quickstart(args) => jobs::quickstart(&engine, &lake, base, &args).await,
+        Command::Quickstart(args) => jobs::quickstart(&engine, &lake, base, &args, quiet).await,
         Command::Catalog(command) => catalog::run(&lake, command).await,
     }
 }

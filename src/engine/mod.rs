@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod delta_files;
 pub mod functions;
+pub mod meter;
 pub mod node;
 pub mod progress;
 pub mod tally;
@@ -39,6 +40,8 @@ pub struct Engine {
     job_name: Option<String>,
     /// Jobs the progress watcher cancelled as stalled after an executor loss.
     rescues: Arc<AtomicUsize>,
+    /// How far the running job has got, for a progress bar.
+    meter: Arc<meter::Meter>,
 }
 
 /// How many times [`Engine::collect`] submits a stalled job again.
@@ -104,6 +107,7 @@ impl Engine {
             cluster: None,
             job_name: None,
             rescues: Arc::default(),
+            meter: Arc::default(),
         }
     }
 
@@ -144,17 +148,19 @@ impl Engine {
             cluster: Some(address.to_string()),
             job_name: Some(job_name),
             rescues: Arc::default(),
+            meter: Arc::default(),
         })
     }
 
     /// Follows this engine's jobs on the cluster (none when embedded); see [`progress`].
-    pub fn watch_progress(&self) -> Option<progress::Progress> {
+    pub fn watch_progress(&self, show_bar: bool) -> Option<progress::Progress> {
         let host_port = self.cluster.as_deref()?.strip_prefix("df://")?;
         Some(progress::Progress::start(
             host_port,
             self.job_name.as_deref()?,
             stall_timeout(),
             self.rescues.clone(),
+            show_bar,
         ))
     }
 
@@ -169,10 +175,7 @@ impl Engine {
         let mut resubmitted = 0;
         loop {
             let before = self.rescues.load(Ordering::SeqCst);
-            let outcome = match self.ctx.execute_logical_plan(plan.clone()).await {
-                Ok(frame) => frame.collect().await,
-                Err(e) => Err(e),
-            };
+            let outcome = self.collect_once(plan.clone()).await;
             match outcome {
                 Err(e)
                     if self.rescues.load(Ordering::SeqCst) > before
@@ -187,6 +190,25 @@ impl Engine {
                 outcome => return outcome,
             }
         }
+    }
+
+    /// Runs a plan once; while it runs, its physical plan is the [`meter`]'s to read.
+    async fn collect_once(
+        &self,
+        plan: LogicalPlan,
+    ) -> Result<Vec<RecordBatch>, datafusion::error::DataFusionError> {
+        let frame = self.ctx.execute_logical_plan(plan).await?;
+        let task = Arc::new(frame.task_ctx());
+        let physical = frame.create_physical_plan().await?;
+        self.meter.set_plan(Some(physical.clone()));
+        let outcome = datafusion::physical_plan::collect(physical, task).await;
+        self.meter.set_plan(None);
+        outcome
+    }
+
+    /// How far this engine's running job has got (see [`meter`]).
+    pub fn meter(&self) -> Arc<meter::Meter> {
+        self.meter.clone()
     }
 
     /// The scheduler's address, when plans run on a cluster.

@@ -84,12 +84,14 @@ pub struct Progress {
 
 impl Progress {
     /// Starts watching; `host_port` is the scheduler's `HOST:PORT`. A job stalled for `stall`
-    /// after an executor loss is cancelled and counted in `rescues`.
+    /// after an executor loss is cancelled and counted in `rescues`. `show_bar`: a bar of
+    /// tasks on a terminal (else log lines).
     pub fn start(
         host_port: &str,
         job_name: &str,
         stall: Duration,
         rescues: Arc<AtomicUsize>,
+        show_bar: bool,
     ) -> Self {
         let (stop, stopped) = oneshot::channel();
         let watcher = Watcher {
@@ -100,11 +102,14 @@ impl Progress {
                 .build()
                 .unwrap_or_default(),
             seen: BTreeMap::new(),
-            bar: std::io::stderr().is_terminal().then(|| {
+            bar: (show_bar && std::io::stderr().is_terminal()).then(|| {
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} cluster {msg} [{elapsed}]")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ProgressStyle::with_template(
+                        "{spinner} cluster [{bar:30}] {pos}/{len} tasks {msg} ({elapsed} elapsed, {eta} left)",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                    .progress_chars("=> "),
                 );
                 bar.enable_steady_tick(Duration::from_millis(200));
                 bar
@@ -282,7 +287,16 @@ impl Watcher {
             }
             let line = format!("job {}: {done}", job.job_id);
             match &self.bar {
-                Some(bar) => bar.set_message(line),
+                Some(bar) => {
+                    // Tasks of all stages: the bar fills as the job does, and its rate gives
+                    // the time left.
+                    bar.set_length(done.num_tasks as u64);
+                    bar.set_position(done.tasks as u64);
+                    bar.set_message(format!(
+                        "(stage {}/{}, job {})",
+                        done.stages, done.num_stages, job.job_id
+                    ));
+                }
                 None => {
                     if self.logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                         self.logged = Some(Instant::now());

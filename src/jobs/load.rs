@@ -65,6 +65,11 @@ pub async fn load(
         return load_on_cluster(engine, lake, files, options).await;
     }
     let started = Instant::now();
+    let mut total = 0;
+    for input in files {
+        total += input.size().await.unwrap_or(0);
+    }
+    engine.meter().expect_bytes(total);
     let mut report = LoadReport::default();
     for input in files {
         let span = info_span!("load", file = %input.display_path().display());
@@ -243,7 +248,7 @@ async fn load_file(
     let source_file = identity(input)?;
     // The header is read before anything is written: a file that is not an export at all
     // changes nothing in the lake.
-    let (reader, hasher) = open_export(input, &source_file, options).await?;
+    let (reader, hasher) = open_export(input, &source_file, options, &engine.meter()).await?;
     let ctx = engine.ctx();
     let tables = [
         staged::ensure_table(
@@ -416,6 +421,7 @@ pub(crate) async fn open_export(
     input: &Input,
     source_file: &str,
     options: &LoadOptions,
+    meter: &Arc<crate::engine::meter::Meter>,
 ) -> Result<(TransactionCsv, SharedHasher), JobError> {
     let file = input.open().await.map_err(|e| match e {
         InputError::Local { path, source } => JobError::Io { path, source },
@@ -425,6 +431,7 @@ pub(crate) async fn open_export(
     let reading = HashingReader {
         inner: file,
         hasher: hasher.clone(),
+        meter: meter.clone(),
     };
     let path = input.display_path();
     let source_file = source_file.to_string();
@@ -519,6 +526,8 @@ pub(crate) async fn parse_and_stage(
 struct HashingReader<R> {
     inner: R,
     hasher: Arc<Mutex<blake3::Hasher>>,
+    /// Counts the bytes read, for the progress bar.
+    meter: Arc<crate::engine::meter::Meter>,
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -528,6 +537,7 @@ impl<R: Read> Read for HashingReader<R> {
             .lock()
             .map_err(|_| std::io::Error::other("the content hasher was poisoned"))?
             .update(&buf[..n]);
+        self.meter.add_bytes(n as u64);
         Ok(n)
     }
 }

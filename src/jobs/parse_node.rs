@@ -310,7 +310,7 @@ async fn parse_file(spec: &ParseSpec, file: &ParseFile, runtime: &RuntimeEnv) ->
     let options = LoadOptions {
         decimal_separator: spec.decimal_separator.parse()?,
     };
-    let (reader, hasher) = open_export(&input, &file.source_file, &options)
+    let (reader, hasher) = open_export(&input, &file.source_file, &options, &Default::default())
         .await
         .map_err(|e| e.to_string())?;
     let rows = StagedWriter::with_store(

@@ -14,6 +14,7 @@ use deltalake::operations::vacuum::VacuumMode;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
 use tracing::warn;
 
 use super::{Lake, StorageError, Table};
@@ -301,4 +302,38 @@ fn abandoned_uploads(
         }
     }
     Ok(found)
+}
+
+/// A table's latest version as the shell's `\d NAME` shows it.
+#[derive(Debug, Clone)]
+pub struct TableFiles {
+    pub version: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// From the files' statistics; `None` when a file has none (then count with SQL).
+    pub rows: Option<u64>,
+}
+
+/// The data files of a table's latest version, read from its Delta log only (no data file is
+/// opened); `None` when the table was never committed.
+pub async fn files_of(lake: &Lake, table: Table) -> Result<Option<TableFiles>, StorageError> {
+    let Some(opened) = open(lake, table).await? else {
+        return Ok(None);
+    };
+    let mut summary = TableFiles {
+        version: opened.version().unwrap_or_default(),
+        files: 0,
+        bytes: 0,
+        rows: Some(0),
+    };
+    let mut views = opened.get_active_add_actions_by_partitions(&[]);
+    while let Some(view) = views.try_next().await.map_err(delta_error(table))? {
+        summary.files += 1;
+        summary.bytes += view.size().max(0) as u64;
+        summary.rows = summary
+            .rows
+            .zip(view.num_records())
+            .map(|(sum, rows)| sum + rows as u64);
+    }
+    Ok(Some(summary))
 }

@@ -107,6 +107,14 @@ impl Input {
         }
     }
 
+    /// The input's size in bytes, for a progress bar; `None` when it cannot be told.
+    pub async fn size(&self) -> Option<u64> {
+        match &self.location {
+            Location::Local(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            Location::Object { store, key, .. } => store.head(key).await.ok().map(|m| m.size),
+        }
+    }
+
     /// Opens the input for reading on a blocking thread (the CSV parser's): a local file, or a
     /// streamed S3 download bridged to `Read` (must be read outside the async runtime).
     pub async fn open(&self) -> Result<Box<dyn Read + Send>, InputError> {
