@@ -8,6 +8,7 @@ macro_rules! outln {
 }
 
 mod catalog;
+mod doctor;
 mod errors;
 mod output;
 mod print;
@@ -183,6 +184,9 @@ enum Command {
     Catalog(catalog::CatalogCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
     Completions(CompletionsArgs),
+    /// Check this setup (configuration, lake, AWS, App ID, cluster, orphan files): one line per
+    /// check, a hint for each failure, exit status 1 if any failed.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -551,6 +555,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print::stdout().write_all(&script)?;
         return Ok(());
     }
+    if let Command::Doctor(args) = &cli.command {
+        return doctor::run(&cli, args).await;
+    }
     let reads_only = matches!(
         cli.command,
         Command::Sql(_)
@@ -671,7 +678,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
         }
         Command::Quickstart(args) => quickstart(&engine, &lake, &cli.base_currency, &args).await,
         Command::Catalog(command) => catalog::run(&lake, command).await,
-        Command::Completions(_) => Ok(()),
+        Command::Completions(_) | Command::Doctor(_) => Ok(()),
     }
 }
 
