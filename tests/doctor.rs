@@ -238,6 +238,39 @@ fn a_lake_on_s3_names_where_credentials_and_region_came_from_never_their_values(
         .unwrap();
     assert_eq!(aws["credentials"], "environment");
     assert_eq!(aws["region"], "eu-west-1");
+
+    // Keys and region in the shared files instead: the profile is named, the keys are not.
+    let credentials = lake.file("credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[doctor]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    let config = lake.file("config");
+    std::fs::write(&config, "[profile doctor]\nregion = eu-west-1\n").unwrap();
+    let output = doctor(&lake, &["doctor"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .env("AWS_PROFILE", "doctor")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", &config)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        line(&stdout, "ok", "aws").contains(
+            "credentials from profile doctor (shared credentials or config file); region eu-west-1"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("region eu-west-1 (profile doctor)"),
+        "{stdout}"
+    );
 }
 
 #[test]

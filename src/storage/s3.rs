@@ -251,7 +251,7 @@ impl std::fmt::Display for ChainSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChainSource::Environment(variable) => write!(f, "environment {variable}"),
-            ChainSource::Profile(name) => write!(f, "profile {name} (~/.aws files)"),
+            ChainSource::Profile(name) => write!(f, "profile {name}"),
             ChainSource::InstanceMetadata => f.write_str("instance metadata"),
         }
     }
@@ -342,7 +342,9 @@ impl std::fmt::Display for CredentialSource {
             CredentialSource::Environment => {
                 f.write_str("environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
             }
-            CredentialSource::Profile(name) => write!(f, "profile {name} (~/.aws files)"),
+            CredentialSource::Profile(name) => {
+                write!(f, "profile {name} (shared credentials or config file)")
+            }
             CredentialSource::Sso(name) => write!(f, "SSO of profile {name}"),
             CredentialSource::Process(name) => write!(f, "credential_process of profile {name}"),
             CredentialSource::AssumedRole(name) => write!(f, "role assumed by profile {name}"),
@@ -501,6 +503,42 @@ mod tests {
         assert!(!shown.contains("very-secret-key"), "{shown}");
         assert!(!shown.contains("session-token"), "{shown}");
         assert!(shown.contains("eu-west-1"), "{shown}");
+    }
+
+    #[test]
+    fn the_credential_source_is_read_from_the_features_the_chain_records() {
+        use aws_credential_types::credential_feature::AwsCredentialFeature as F;
+        let with = |features: &[F]| {
+            let mut credentials =
+                aws_credential_types::Credentials::from_keys("AKIAEXAMPLE", "secret", None);
+            credentials
+                .get_property_mut_or_default::<Vec<F>>()
+                .extend(features.iter().cloned());
+            CredentialSource::of(&credentials)
+        };
+        assert_eq!(
+            with(&[F::CredentialsEnvVars]),
+            CredentialSource::Environment
+        );
+        assert_eq!(
+            with(&[F::CredentialsImds]),
+            CredentialSource::InstanceMetadata
+        );
+        assert_eq!(with(&[F::CredentialsHttp]), CredentialSource::Container);
+        assert!(matches!(
+            with(&[F::CredentialsSso, F::CredentialsProfile]),
+            CredentialSource::Sso(_)
+        ));
+        assert!(matches!(
+            with(&[F::CredentialsProfile]),
+            CredentialSource::Profile(_)
+        ));
+        assert_eq!(with(&[]), CredentialSource::Other);
+        let shown = format!("{} {:?}", with(&[F::CredentialsEnvVars]), with(&[]));
+        assert!(
+            !shown.contains("AKIAEXAMPLE") && !shown.contains("secret"),
+            "{shown}"
+        );
     }
 
     #[tokio::test]
