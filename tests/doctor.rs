@@ -209,7 +209,7 @@ fn a_lake_on_s3_names_where_credentials_and_region_came_from_never_their_values(
     );
     assert!(aws.contains("region eu-west-1"), "{aws}");
     assert!(
-        stdout.contains("region eu-west-1 (environment AWS_REGION)"),
+        stdout.contains("region eu-west-1 (env AWS_REGION)"),
         "{stdout}"
     );
     assert!(

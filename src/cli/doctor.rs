@@ -557,10 +557,7 @@ fn check_oxr(args: &DoctorArgs) -> Check {
         (None, Err(KeyError::Missing { .. })) => Check::new(
             "oxr",
             Status::NotUsed,
-            format!(
-                "not used (no --source / FXPIPE_RATE_SOURCE, and no App ID: {} to require one)",
-                "--source oxr"
-            ),
+            "not used (no App ID found; --source oxr or FXPIPE_RATE_SOURCE=oxr requires one)",
         ),
         (_, Err(why)) => Check::fail("oxr", why.to_string(), hint),
     }

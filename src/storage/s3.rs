@@ -250,7 +250,7 @@ pub enum ChainSource {
 impl std::fmt::Display for ChainSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ChainSource::Environment(variable) => write!(f, "environment {variable}"),
+            ChainSource::Environment(variable) => write!(f, "env {variable}"),
             ChainSource::Profile(name) => write!(f, "profile {name}"),
             ChainSource::InstanceMetadata => f.write_str("instance metadata"),
         }
