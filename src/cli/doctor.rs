@@ -20,7 +20,8 @@ use fxpipe::storage::{delta, probe, Lake, S3Options, Table};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{print, Cli, LogFormat};
+use super::args::{Cli, LogFormat};
+use super::print;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {

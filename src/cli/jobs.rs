@@ -1,0 +1,190 @@
+//! The jobs that write the lake (`gen`, `load`, `normalize`, `vacuum`, `optimize`,
+//! `quickstart`): run one, print its report, save it beside the lake.
+
+use std::io::Write;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use fxpipe::engine::Engine;
+use fxpipe::gen;
+use fxpipe::ingest;
+use fxpipe::jobs::load::LoadOptions;
+use fxpipe::jobs::normalize::NormalizeOptions;
+use fxpipe::jobs::{analytics, load, normalize};
+use fxpipe::report;
+use fxpipe::storage::inputs::Input;
+use fxpipe::storage::{delta, Lake, Table};
+
+use super::args::{GenCommand, OptimizeArgs, QuickstartArgs, VacuumArgs};
+use super::ingest::finish_ingest;
+use super::print::{self, Format, MaxRows};
+
+pub(crate) fn run_gen(command: &GenCommand) -> anyhow::Result<()> {
+    match command {
+        GenCommand::Transactions(a) => {
+            let spec = gen::transactions::TransactionSpec {
+                rows: a.rows,
+                seed: a.seed,
+                accounts: a.accounts,
+                from: a.from,
+                to: a.to,
+                dirty: a.dirty,
+            };
+            let rows = gen::transactions::generate(&a.out, &spec)?;
+            outln!("wrote {rows} transactions to {}", a.out.display())?;
+        }
+        GenCommand::Rates(a) => {
+            let files = gen::rates::generate(&a.out, a.from, a.to, a.seed)?;
+            outln!(
+                "wrote {files} daily rate files to {}",
+                a.out.join("historical").display()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_load(
+    engine: &Engine,
+    lake: &Lake,
+    files: &[Input],
+    options: &LoadOptions,
+) -> anyhow::Result<()> {
+    let report = load::load(engine, lake, files, options).await?;
+    let saved = report::save(lake, "load", &report).await?;
+    write!(print::stdout(), "{report}")?;
+    outln!("  report: {saved}")?;
+    Ok(())
+}
+
+pub(crate) async fn run_normalize(
+    engine: &Engine,
+    lake: &Lake,
+    options: &NormalizeOptions,
+) -> anyhow::Result<()> {
+    let report = normalize::normalize(engine, lake, options).await?;
+    let saved = report::save(lake, "normalize", &report).await?;
+    write!(print::stdout(), "{report}")?;
+    outln!("  output: {}", lake.table_url(Table::Processed))?;
+    outln!("  report: {saved}")?;
+    Ok(())
+}
+
+pub(crate) async fn quickstart(
+    engine: &Engine,
+    lake: &Lake,
+    base: &str,
+    args: &QuickstartArgs,
+) -> anyhow::Result<()> {
+    let from = NaiveDate::from_ymd_opt(2017, 1, 1).context("date")?;
+    let to = NaiveDate::from_ymd_opt(2018, 12, 31).context("date")?;
+    let rates_dir = args.inputs.join("rates");
+    let csv = args.inputs.join("transactions.csv");
+    outln!("== 1. sample data in {}", args.inputs.display())?;
+    let files = gen::rates::generate(&rates_dir, from, to, 7)?;
+    outln!(
+        "wrote {files} daily rate files to {}",
+        rates_dir.join("historical").display()
+    )?;
+    let spec = gen::transactions::TransactionSpec {
+        rows: args.rows,
+        seed: 42,
+        accounts: 10,
+        from,
+        to,
+        dirty: 0.01,
+    };
+    gen::transactions::generate(&csv, &spec)?;
+    outln!(
+        "wrote {} transactions (1% malformed on purpose) to {}",
+        args.rows,
+        csv.display()
+    )?;
+
+    outln!("\n== 2. ingest rates into {}", lake.table_url(Table::Rates))?;
+    let source = ingest::source::open(&format!("file://{}", rates_dir.display()))?;
+    let options = ingest::IngestOptions {
+        progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..ingest::IngestOptions::new(from, to, base)
+    };
+    let report = ingest::ingest(
+        engine,
+        lake,
+        source.as_ref(),
+        &options,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await?;
+    finish_ingest(lake, &report).await?;
+
+    outln!(
+        "\n== 3. load transactions into {}",
+        lake.table_url(Table::Transactions)
+    )?;
+    run_load(engine, lake, &[Input::local(csv)], &LoadOptions::default()).await?;
+
+    outln!("\n== 4. normalize to {base}")?;
+    let options = NormalizeOptions {
+        base_currency: base.to_string(),
+        ..Default::default()
+    };
+    run_normalize(engine, lake, &options).await?;
+
+    for (name, _) in analytics::REPORTS {
+        outln!("\n== fxpipe report {name}")?;
+        let frame = analytics::report(engine, lake, name).await?;
+        print::print(frame, Format::Table, MaxRows::DEFAULT_VALUE, base).await?;
+    }
+    outln!(
+        "\nDone. Query the lake with: fxpipe --lake {} sql \"SELECT * FROM processed LIMIT 10\"",
+        lake.display()
+    )?;
+    Ok(())
+}
+
+pub(crate) async fn vacuum(lake: &Lake, args: &VacuumArgs) -> anyhow::Result<()> {
+    for table in Table::ALL {
+        let files = delta::vacuum(lake, table, args.retention_hours, args.dry_run).await?;
+        let verb = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        outln!("{}: {verb} {} files", table.sql_name(), files.len())?;
+        if args.dry_run {
+            for file in &files {
+                outln!("  {file}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn optimize(
+    engine: &Engine,
+    lake: &Lake,
+    args: &OptimizeArgs,
+) -> anyhow::Result<()> {
+    for table in Table::ALL {
+        if !delta::compactable(table) {
+            outln!(
+                "{}: kept as written (one set of files per source file, so a re-load replaces only its own)",
+                table.sql_name()
+            )?;
+            continue;
+        }
+        let target = args.target_mib.saturating_mul(1 << 20);
+        match delta::optimize(lake, table, engine.session(), target).await? {
+            None => outln!("{}: no table yet", table.sql_name())?,
+            Some(c) => outln!(
+                "{}: {} small files compacted into {} in {} partitions (version {})",
+                table.sql_name(),
+                c.files_removed,
+                c.files_added,
+                c.partitions,
+                c.version
+            )?,
+        }
+    }
+    Ok(())
+}
