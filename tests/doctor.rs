@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::moto::{free_port, ACCESS_KEY, SECRET_KEY};
-use common::Lake;
+use common::{generated_lake, ingest_golden_rates, Lake};
 
 /// stdout and stderr of a run, after checking that neither carries a test secret (nor the
 /// access key id, which doctor never prints either).
@@ -32,45 +32,6 @@ fn line<'a>(stdout: &'a str, status: &str, check: &str) -> &'a str {
         .lines()
         .find(|l| l.starts_with(&format!("{status:<6}{check:<12}")))
         .unwrap_or_else(|| panic!("no `{status} {check}` line in:\n{stdout}"))
-}
-
-/// A lake with a few days of rates and a small load: every table but `processed`.
-fn small_lake(lake: &Lake) {
-    let rates = lake.file("rates");
-    lake.run(&[
-        "gen",
-        "rates",
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-01-05",
-        "--out",
-        rates.to_str().unwrap(),
-    ]);
-    let source = format!("file://{}", rates.display());
-    lake.run(&[
-        "ingest",
-        "--source",
-        &source,
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-01-05",
-    ]);
-    let csv = lake.file("txns.csv");
-    lake.run(&[
-        "gen",
-        "transactions",
-        "--rows",
-        "50",
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-01-05",
-        "--out",
-        csv.to_str().unwrap(),
-    ]);
-    lake.run(&["load", csv.to_str().unwrap()]);
 }
 
 /// `fxpipe --lake LAKE ARGS` as the common helpers run it, and also without any App ID of
@@ -106,8 +67,7 @@ fn bare(lake: &Lake, args: &[&str]) -> Command {
 
 #[test]
 fn a_healthy_local_lake_passes_with_the_rest_not_used() {
-    let lake = Lake::new();
-    small_lake(&lake);
+    let lake = generated_lake("50", "0");
     let output = run(&lake, &["doctor"]);
     let (stdout, stderr) = texts(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -177,27 +137,8 @@ fn a_healthy_local_lake_passes_with_the_rest_not_used() {
 #[test]
 fn a_lake_on_s3_names_where_credentials_and_region_came_from_never_their_values() {
     let lake = Lake::s3();
-    let rates = lake.file("rates");
-    lake.run(&[
-        "gen",
-        "rates",
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-01-03",
-        "--out",
-        rates.to_str().unwrap(),
-    ]);
-    let source = format!("file://{}", rates.display());
-    lake.run(&[
-        "ingest",
-        "--source",
-        &source,
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-01-03",
-    ]);
+    // One day of rates: the rates tables exist.
+    ingest_golden_rates(&lake, "2017-06-29");
     // -vv: the debug logs of the AWS chain and object_store must not carry them either.
     let output = run(&lake, &["-vv", "doctor"]);
     let (stdout, stderr) = texts(&output);
@@ -329,8 +270,7 @@ fn an_unreachable_endpoint_and_scheduler_fail_fast_with_hints() {
 fn a_lake_that_cannot_be_written_or_is_not_a_folder_fails() {
     // Tests run as root, which chmod does not stop: a file where the probe's folder goes
     // makes the write fail for root too.
-    let lake = Lake::new();
-    small_lake(&lake);
+    let lake = generated_lake("50", "0");
     std::fs::write(lake.path().join("_doctor"), b"in the way").unwrap();
     let output = run(&lake, &["doctor"]);
     let (stdout, stderr) = texts(&output);
@@ -363,8 +303,7 @@ fn a_lake_that_cannot_be_written_or_is_not_a_folder_fails() {
 
 #[test]
 fn the_app_id_is_found_but_never_shown() {
-    let lake = Lake::new();
-    small_lake(&lake);
+    let lake = generated_lake("50", "0");
     // From the environment, with --source oxr.
     let output = doctor(&lake, &["doctor", "--source", "oxr"])
         .env("OXR_APP_ID", common::oxr::KEY)
@@ -423,8 +362,7 @@ fn the_app_id_is_found_but_never_shown() {
 
 #[test]
 fn orphan_files_are_counted_and_left_in_place() {
-    let lake = Lake::new();
-    small_lake(&lake);
+    let lake = generated_lake("50", "0");
     let orphan = lake
         .path()
         .join("banktxn/parquet/part-00000-planted-orphan.c000.snappy.parquet");
@@ -458,8 +396,7 @@ fn orphan_files_are_counted_and_left_in_place() {
 
 #[test]
 fn a_cluster_reports_its_executors() {
-    let lake = Lake::new();
-    small_lake(&lake);
+    let lake = generated_lake("50", "0");
     // A scheduler alone accepts jobs that never run.
     let empty = Cluster::start(0, &[]);
     let output = run(&lake, &["--cluster", &empty.address(), "doctor"]);
