@@ -342,30 +342,7 @@ async fn check_lake(
     }
     let written = bounded(timeout, probe::write(&lake)).await;
     let (versions, missing, broken) = table_versions(&lake, timeout).await;
-    let mut message = format!(
-        "{name} readable, {}",
-        if written.is_ok() {
-            "writable"
-        } else {
-            "NOT writable"
-        }
-    );
-    let listed = |pairs: &[(Table, u64)]| {
-        pairs
-            .iter()
-            .map(|(t, v)| format!("{} v{v}", t.sql_name()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if versions.is_empty() {
-        message.push_str("; no tables yet");
-    } else {
-        message.push_str(&format!("; tables: {}", listed(&versions)));
-    }
-    if !missing.is_empty() && !versions.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|t| t.sql_name()).collect();
-        message.push_str(&format!("; not yet: {}", names.join(", ")));
-    }
+    let message = lake_summary(&name, written.is_ok(), &versions, &missing);
     let data = json!({
         "lake": lake.display(),
         "storage": kind,
@@ -393,6 +370,33 @@ async fn check_lake(
     }
     .data(data);
     (check, check_orphans(&lake, timeout, retention_hours).await)
+}
+
+/// `NAME readable, writable; tables: transactions v3, …; not yet: processed`.
+fn lake_summary(
+    name: &str,
+    writable: bool,
+    versions: &[(Table, u64)],
+    missing: &[Table],
+) -> String {
+    let mut message = format!(
+        "{name} readable, {}",
+        if writable { "writable" } else { "NOT writable" }
+    );
+    if versions.is_empty() {
+        message.push_str("; no tables yet");
+        return message;
+    }
+    let tables: Vec<String> = versions
+        .iter()
+        .map(|(t, v)| format!("{} v{v}", t.sql_name()))
+        .collect();
+    message.push_str(&format!("; tables: {}", tables.join(", ")));
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|t| t.sql_name()).collect();
+        message.push_str(&format!("; not yet: {}", names.join(", ")));
+    }
+    message
 }
 
 /// Each table's current version; the tables without a commit; the tables that failed to load.
