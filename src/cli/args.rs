@@ -169,6 +169,9 @@ pub(crate) enum Command {
     Catalog(catalog::CatalogCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
     Completions(CompletionsArgs),
+    /// Check this setup (configuration, lake, AWS, App ID, cluster, orphan files): one line per
+    /// check, a hint for each failure, exit status 1 if any failed.
+    Doctor(super::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ macro_rules! outln {
 
 mod args;
 mod catalog;
+mod doctor;
 mod errors;
 mod ingest;
 mod jobs;
@@ -80,6 +81,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print::stdout().write_all(&script)?;
         return Ok(());
     }
+    if let Command::Doctor(args) = &cli.command {
+        return doctor::run(&cli, args).await;
+    }
     let reads_only = matches!(
         cli.command,
         Command::Sql(_)
@@ -123,7 +127,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
     let base = &cli.base_currency;
     let quiet = cli.quiet;
     match cli.command {
-        Command::Gen(_) | Command::Completions(_) => Ok(()),
+        Command::Gen(_) | Command::Completions(_) | Command::Doctor(_) => Ok(()),
         Command::Ingest(args) => {
             ingest::run_ingest_command(&engine, &lake, args, base, quiet).await
         }

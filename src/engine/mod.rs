@@ -11,6 +11,7 @@ pub mod functions;
 pub mod meter;
 pub mod node;
 pub mod progress;
+pub mod scheduler;
 pub mod tally;
 pub mod write;
 
@@ -68,8 +69,18 @@ pub enum EngineError {
         address: String,
         source: std::io::Error,
     },
+    #[error("the Ballista scheduler at {address} did not answer its REST API: {why}")]
+    RestApi { address: String, why: String },
     #[error("setting up the cluster session: {0}")]
     Session(#[from] datafusion::error::DataFusionError),
+}
+
+/// `HOST:PORT` of a `df://HOST:PORT` cluster address.
+pub fn host_port(address: &str) -> Result<&str, EngineError> {
+    address
+        .strip_prefix("df://")
+        .filter(|rest| rest.contains(':'))
+        .ok_or_else(|| EngineError::BadAddress(address.to_string()))
 }
 
 impl std::fmt::Debug for Engine {
@@ -117,10 +128,7 @@ impl Engine {
     /// once, naming it.
     pub async fn cluster(address: &str) -> Result<Self, EngineError> {
         use ballista::prelude::SessionContextExt;
-        let host_port = address
-            .strip_prefix("df://")
-            .filter(|rest| rest.contains(':'))
-            .ok_or_else(|| EngineError::BadAddress(address.to_string()))?;
+        let host_port = host_port(address)?;
         tokio::time::timeout(
             std::time::Duration::from_secs(10),
             tokio::net::TcpStream::connect(host_port),

@@ -101,12 +101,38 @@ fn read_config(path: &Path) -> Result<Option<String>, KeyError> {
     Ok(parsed.oxr.app_id.filter(|k| !k.trim().is_empty()))
 }
 
+/// Where a key was found: what `fxpipe doctor` reports instead of the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// One of [`KEY_VARIABLES`].
+    Environment(&'static str),
+    /// A config file's `[oxr] app_id`.
+    File(PathBuf),
+}
+
+impl fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOrigin::Environment(variable) => write!(f, "environment variable {variable}"),
+            KeyOrigin::File(path) => write!(f, "config file {}", path.display()),
+        }
+    }
+}
+
 /// The key from the environment, else from `config` (when given) or the first `fxpipe.toml`
 /// on the search path. `lookup` reads a variable (the process environment in production).
 pub fn resolve(
     config: Option<&Path>,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<AppId, KeyError> {
+    locate(config, lookup).map(|(key, _)| key)
+}
+
+/// [`resolve`], also saying where the key was found.
+pub fn locate(
+    config: Option<&Path>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(AppId, KeyOrigin), KeyError> {
     for variable in KEY_VARIABLES {
         if let Some(value) = lookup(variable) {
             if value.trim().is_empty() {
@@ -114,7 +140,7 @@ pub fn resolve(
                     variable: variable.to_string(),
                 });
             }
-            return Ok(AppId::new(value.trim()));
+            return Ok((AppId::new(value.trim()), KeyOrigin::Environment(variable)));
         }
     }
     let candidates = match config {
@@ -124,7 +150,7 @@ pub fn resolve(
     for path in &candidates {
         if config.is_some() || path.is_file() {
             if let Some(key) = read_config(path)? {
-                return Ok(AppId::new(key.trim()));
+                return Ok((AppId::new(key.trim()), KeyOrigin::File(path.clone())));
             }
         }
     }
@@ -161,6 +187,13 @@ mod tests {
             resolve(Some(&file), |_| None).unwrap().expose(),
             "from-file"
         );
+        let (_, origin) = locate(Some(&file), env).unwrap();
+        assert_eq!(
+            origin.to_string(),
+            "environment variable OPENEXCHANGE_APP_ID"
+        );
+        let (_, origin) = locate(Some(&file), |_| None).unwrap();
+        assert_eq!(origin, KeyOrigin::File(file.clone()));
         let empty = |v: &str| (v == "OXR_APP_ID").then(String::new);
         assert!(resolve(None, empty)
             .unwrap_err()

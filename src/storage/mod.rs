@@ -5,6 +5,7 @@
 
 pub mod delta;
 pub mod inputs;
+pub mod probe;
 pub mod registry;
 pub mod s3;
 pub mod staged;

@@ -122,13 +122,7 @@ impl S3Connector {
             .region()
             .map(|r| r.to_string())
             .ok_or(StorageError::NoRegion)?;
-        let endpoint = options
-            .endpoint
-            .clone()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
-            .or_else(|| config.endpoint_url().map(str::to_string))
-            .filter(|e| !e.trim().is_empty())
-            .map(|e| e.trim().trim_end_matches('/').to_string());
+        let endpoint = endpoint_of(options, &config).map(|(endpoint, _)| endpoint);
         if let Some(endpoint) = &endpoint {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
                 return Err(StorageError::BadEndpoint(endpoint.clone()));
@@ -201,6 +195,218 @@ impl S3Connector {
             source,
         })?;
         Ok(Arc::new(store))
+    }
+}
+
+/// Where the S3 endpoint came from (see [`S3Options::endpoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointSource {
+    /// `--s3-endpoint` or `FXPIPE_S3_ENDPOINT` (the caller knows which).
+    Options,
+    /// `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`.
+    Environment(&'static str),
+    /// The profile's `endpoint_url` in the shared config file.
+    Profile,
+}
+
+/// The endpoint requests go to, first match wins: the options, `AWS_ENDPOINT_URL_S3`,
+/// aws-config's (`AWS_ENDPOINT_URL`, else the profile's `endpoint_url`); `None` is AWS itself.
+fn endpoint_of(
+    options: &S3Options,
+    config: &aws_config::SdkConfig,
+) -> Option<(String, EndpointSource)> {
+    let variable = |name: &'static str| {
+        std::env::var(name)
+            .ok()
+            .map(|value| (value, EndpointSource::Environment(name)))
+    };
+    options
+        .endpoint
+        .clone()
+        .map(|e| (e, EndpointSource::Options))
+        .or_else(|| variable("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| {
+            let url = config.endpoint_url()?.to_string();
+            Some(match std::env::var("AWS_ENDPOINT_URL") {
+                Ok(value) if value == url => (url, EndpointSource::Environment("AWS_ENDPOINT_URL")),
+                _ => (url, EndpointSource::Profile),
+            })
+        })
+        .filter(|(e, _)| !e.trim().is_empty())
+        .map(|(e, source)| (e.trim().trim_end_matches('/').to_string(), source))
+}
+
+/// Where the standard AWS chain found a setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainSource {
+    /// An environment variable, by name.
+    Environment(&'static str),
+    /// The shared config or credentials files, under this profile.
+    Profile(String),
+    /// EC2 instance metadata (IMDS).
+    InstanceMetadata,
+}
+
+impl std::fmt::Display for ChainSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainSource::Environment(variable) => write!(f, "env {variable}"),
+            ChainSource::Profile(name) => write!(f, "profile {name}"),
+            ChainSource::InstanceMetadata => f.write_str("instance metadata"),
+        }
+    }
+}
+
+/// Which provider of the chain gave the credentials: a name, never a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    Environment,
+    /// Static keys of a profile in `~/.aws/credentials` or `~/.aws/config`.
+    Profile(String),
+    /// A profile's SSO session.
+    Sso(String),
+    /// A profile's `credential_process`.
+    Process(String),
+    /// A role assumed through STS (a profile's `role_arn`).
+    AssumedRole(String),
+    /// A web identity token (`AWS_WEB_IDENTITY_TOKEN_FILE`, EKS).
+    WebIdentity,
+    /// The ECS task role (or another container credentials endpoint).
+    Container,
+    /// The EC2 instance role (IMDS).
+    InstanceMetadata,
+    /// A provider aws-config added after this was written.
+    Other,
+}
+
+impl CredentialSource {
+    /// The short name for machine-readable output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CredentialSource::Environment => "environment",
+            CredentialSource::Profile(_) => "profile",
+            CredentialSource::Sso(_) => "sso",
+            CredentialSource::Process(_) => "credential_process",
+            CredentialSource::AssumedRole(_) => "assume_role",
+            CredentialSource::WebIdentity => "web_identity",
+            CredentialSource::Container => "container",
+            CredentialSource::InstanceMetadata => "instance_metadata",
+            CredentialSource::Other => "other",
+        }
+    }
+
+    /// From the features aws-config records on the credentials it returns (its business
+    /// metrics; the only public record of which provider answered).
+    fn of(credentials: &aws_credential_types::Credentials) -> Self {
+        use aws_credential_types::credential_feature::AwsCredentialFeature as F;
+        let profile = || std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_string());
+        let features = credentials
+            .get_property::<Vec<F>>()
+            .cloned()
+            .unwrap_or_default();
+        let has = |wanted: &[F]| features.iter().any(|f| wanted.contains(f));
+        if has(&[F::CredentialsEnvVars]) {
+            CredentialSource::Environment
+        } else if has(&[
+            F::CredentialsEnvVarsStsWebIdToken,
+            F::CredentialsStsAssumeRoleWebId,
+            F::CredentialsProfileStsWebIdToken,
+        ]) {
+            CredentialSource::WebIdentity
+        } else if has(&[F::CredentialsSso, F::CredentialsProfileSso]) {
+            CredentialSource::Sso(profile())
+        } else if has(&[F::CredentialsProcess, F::CredentialsProfileProcess]) {
+            CredentialSource::Process(profile())
+        } else if has(&[F::CredentialsStsAssumeRole]) {
+            CredentialSource::AssumedRole(profile())
+        } else if has(&[F::CredentialsHttp]) {
+            CredentialSource::Container
+        } else if has(&[F::CredentialsImds]) {
+            CredentialSource::InstanceMetadata
+        } else if has(&[
+            F::CredentialsProfile,
+            F::CredentialsProfileSourceProfile,
+            F::CredentialsProfileNamedProvider,
+        ]) {
+            CredentialSource::Profile(profile())
+        } else {
+            CredentialSource::Other
+        }
+    }
+}
+
+impl std::fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialSource::Environment => {
+                f.write_str("environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+            }
+            CredentialSource::Profile(name) => {
+                write!(f, "profile {name} (shared credentials or config file)")
+            }
+            CredentialSource::Sso(name) => write!(f, "SSO of profile {name}"),
+            CredentialSource::Process(name) => write!(f, "credential_process of profile {name}"),
+            CredentialSource::AssumedRole(name) => write!(f, "role assumed by profile {name}"),
+            CredentialSource::WebIdentity => f.write_str("web identity token"),
+            CredentialSource::Container => f.write_str("container credentials (ECS task role)"),
+            CredentialSource::InstanceMetadata => f.write_str("instance metadata (EC2 role)"),
+            CredentialSource::Other => f.write_str("the AWS chain"),
+        }
+    }
+}
+
+/// What the standard AWS chain resolves, and from where, without any credential: for
+/// `fxpipe doctor`. Each part is independent, so one missing setting does not hide the others.
+#[derive(Debug)]
+pub struct ChainReport {
+    pub region: Option<(String, ChainSource)>,
+    pub endpoint: Option<(String, EndpointSource)>,
+    /// The provider that answered, or why none did (the chain's message names the providers
+    /// it tried, never a secret).
+    pub credentials: Result<CredentialSource, String>,
+}
+
+/// Resolves the chain as [`S3Connector::from_chain`] does and asks it for credentials once.
+/// Unbounded in time where the chain is (instance metadata): callers add a timeout.
+pub async fn inspect_chain(options: &S3Options) -> ChainReport {
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let region = match config.region() {
+        None => None,
+        Some(region) => {
+            let value = region.to_string();
+            let from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .into_iter()
+                .find(|v| std::env::var(v).is_ok_and(|r| r.trim() == value));
+            let source = match from_env {
+                Some(variable) => ChainSource::Environment(variable),
+                None if aws_config::meta::region::ProvideRegion::region(
+                    &aws_config::profile::region::ProfileFileRegionProvider::new(),
+                )
+                .await
+                .is_some() =>
+                {
+                    ChainSource::Profile(
+                        std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".to_string()),
+                    )
+                }
+                None => ChainSource::InstanceMetadata,
+            };
+            Some((value, source))
+        }
+    };
+    let credentials = match config.credentials_provider() {
+        None => Err("no credentials provider is configured".to_string()),
+        Some(provider) => provider
+            .provide_credentials()
+            .await
+            .map(|c| CredentialSource::of(&c))
+            .map_err(|e| error_chain(&e)),
+    };
+    ChainReport {
+        region,
+        endpoint: endpoint_of(options, &config),
+        credentials,
     }
 }
 
@@ -297,6 +503,42 @@ mod tests {
         assert!(!shown.contains("very-secret-key"), "{shown}");
         assert!(!shown.contains("session-token"), "{shown}");
         assert!(shown.contains("eu-west-1"), "{shown}");
+    }
+
+    #[test]
+    fn the_credential_source_is_read_from_the_features_the_chain_records() {
+        use aws_credential_types::credential_feature::AwsCredentialFeature as F;
+        let with = |features: &[F]| {
+            let mut credentials =
+                aws_credential_types::Credentials::from_keys("AKIAEXAMPLE", "secret", None);
+            credentials
+                .get_property_mut_or_default::<Vec<F>>()
+                .extend(features.iter().cloned());
+            CredentialSource::of(&credentials)
+        };
+        assert_eq!(
+            with(&[F::CredentialsEnvVars]),
+            CredentialSource::Environment
+        );
+        assert_eq!(
+            with(&[F::CredentialsImds]),
+            CredentialSource::InstanceMetadata
+        );
+        assert_eq!(with(&[F::CredentialsHttp]), CredentialSource::Container);
+        assert!(matches!(
+            with(&[F::CredentialsSso, F::CredentialsProfile]),
+            CredentialSource::Sso(_)
+        ));
+        assert!(matches!(
+            with(&[F::CredentialsProfile]),
+            CredentialSource::Profile(_)
+        ));
+        assert_eq!(with(&[]), CredentialSource::Other);
+        let shown = format!("{} {:?}", with(&[F::CredentialsEnvVars]), with(&[]));
+        assert!(
+            !shown.contains("AKIAEXAMPLE") && !shown.contains("secret"),
+            "{shown}"
+        );
     }
 
     #[tokio::test]

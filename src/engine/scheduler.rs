@@ -1,0 +1,86 @@
+//! The scheduler's REST API as a health check (`fxpipe doctor`): does it answer, which
+//! Ballista it runs, how many executors have registered.
+//!
+//! The REST API is served on the scheduler's gRPC port, so `df://HOST:PORT` is all it takes.
+//! A scheduler without executors accepts jobs that never run, which is why the count matters.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::EngineError;
+
+/// What the scheduler says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerStatus {
+    /// Ballista's version (`/api/version`).
+    pub version: String,
+    /// Executors registered and alive (`/api/executors`).
+    pub executors: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct Version {
+    version: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Executor {
+    #[allow(dead_code)]
+    id: String,
+}
+
+/// Asks the scheduler at `address` (`df://HOST:PORT`); each request gives up after `timeout`.
+pub async fn status(address: &str, timeout: Duration) -> Result<SchedulerStatus, EngineError> {
+    let base = format!("http://{}/api", super::host_port(address)?);
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| rest_error(address, &e))?;
+    let get = |path: &'static str| {
+        let request = client.get(format!("{base}{path}"));
+        async move {
+            let response = request
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| rest_error(address, &e))?;
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| rest_error(address, &e))?;
+            Ok::<_, EngineError>(body)
+        }
+    };
+    let (version, executors) = futures::try_join!(get("/version"), get("/executors"))?;
+    let parse = |what: &str, e: serde_json::Error| EngineError::RestApi {
+        address: address.to_string(),
+        why: format!("unexpected answer to {what}: {e}"),
+    };
+    let version: Version =
+        serde_json::from_slice(&version).map_err(|e| parse("/api/version", e))?;
+    let executors: Vec<Executor> =
+        serde_json::from_slice(&executors).map_err(|e| parse("/api/executors", e))?;
+    Ok(SchedulerStatus {
+        version: version.version,
+        executors: executors.len(),
+    })
+}
+
+/// A reqwest error with its causes (its own text is often only "error sending request").
+fn rest_error(address: &str, error: &reqwest::Error) -> EngineError {
+    let mut why = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !why.contains(&text) {
+            why = format!("{why}: {text}");
+        }
+        source = cause.source();
+    }
+    EngineError::RestApi {
+        address: address.to_string(),
+        why,
+    }
+}
