@@ -12,6 +12,7 @@ mod errors;
 mod output;
 mod print;
 mod readonly;
+mod report_cmd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -365,14 +366,18 @@ struct SqlArgs {
 
 #[derive(Debug, Args)]
 struct ReportArgs {
-    /// account-summary, creditworthiness, deposits-by-currency, currency-exposure or monthly-flows.
-    name: String,
+    /// account-summary, creditworthiness, deposits-by-currency, currency-exposure,
+    /// monthly-flows or balance-history (--list says what each computes).
+    #[arg(required_unless_present_any = ["list", "html"])]
+    name: Option<String>,
     #[arg(long, value_enum, env = "FXPIPE_FORMAT", default_value = "table")]
     format: Format,
     #[command(flatten)]
     max_rows: MaxRowsArg,
     #[command(flatten)]
     output: OutputArg,
+    #[command(flatten)]
+    extras: report_cmd::ReportExtras,
 }
 
 #[derive(Debug, Args)]
@@ -544,6 +549,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Gen(command) = &cli.command {
         return run_gen(command);
     }
+    if let Command::Report(args) = &cli.command {
+        if args.extras.list {
+            return report_cmd::list();
+        }
+    }
     if let Command::Completions(args) = &cli.command {
         // Into memory first: clap_complete panics on a failed write (a closed pipe).
         let mut script = Vec::new();
@@ -617,8 +627,12 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
         }
         Command::Sql(args) => run_sql(&engine, &lake, args, &cli.base_currency).await,
         Command::Report(args) => {
+            if let Some(file) = &args.extras.html {
+                return report_cmd::html(&engine, &lake, file).await;
+            }
             let to = args.output.format()?;
-            let frame = analytics::report(&engine, &lake, &args.name).await?;
+            let name = args.name.as_deref().unwrap_or_default();
+            let frame = analytics::report_with(&engine, &lake, name, &args.extras.options()).await?;
             emit(
                 frame,
                 to.as_ref(),
