@@ -109,7 +109,9 @@ fn balance_history_on_the_golden_lake() {
         "csv",
     ]);
     assert!(
-        out.contains(",1500.0000,2017-07-01,INR,,,no INR and SGD rates from 2017-07-28 to 2017-07-31\n"),
+        out.contains(
+            ",1500.0000,2017-07-01,INR,,,no INR and SGD rates from 2017-07-28 to 2017-07-31\n"
+        ),
         "{out}"
     );
 
@@ -239,13 +241,21 @@ fn html_report_renders_offline_with_the_reports_numbers() {
     );
     let html = std::fs::read_to_string(&page).unwrap();
     // Self-contained: nothing that would fetch anything.
-    for needle in ["<script", "<link", "src=", "@import", "url(", "http://", "https://"] {
+    for needle in [
+        "<script", "<link", "src=", "@import", "url(", "http://", "https://",
+    ] {
         let found = html.replace("http://www.w3.org/2000/svg", "");
         assert!(!found.contains(needle), "the page holds {needle:?}");
     }
     assert!(html.matches("<svg").count() >= 4, "{html}");
     // Exact decimals, grouped for reading.
-    for number in ["1,360,124.87", "7,671.1844", "41,194.26", "-1,333,454.82", "99.9900"] {
+    for number in [
+        "1,360,124.87",
+        "7,671.1844",
+        "41,194.26",
+        "-1,333,454.82",
+        "99.9900",
+    ] {
         assert!(html.contains(number), "{number} missing");
     }
 
@@ -254,7 +264,12 @@ fn html_report_renders_offline_with_the_reports_numbers() {
         return;
     };
     let url = url_of(&page);
-    assert_eq!(seen["requests"], serde_json::json!([url]), "{}", seen["requests"]);
+    assert_eq!(
+        seen["requests"],
+        serde_json::json!([url]),
+        "{}",
+        seen["requests"]
+    );
     let charts = seen["charts"].as_array().expect("charts");
     // Bands, exposure, and one per account.
     assert_eq!(charts.len(), 4, "{charts:?}");
@@ -294,11 +309,17 @@ fn html_report_renders_offline_with_the_reports_numbers() {
         assert!(shown.contains(line), "{line:?} not on the page:\n{shown}");
     }
     let png = std::fs::read(&screenshot).expect("a screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{}", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{}",
+        png.len()
+    );
 }
 
 fn url_of(path: &std::path::Path) -> String {
-    url::Url::from_file_path(path).expect("absolute").to_string()
+    url::Url::from_file_path(path)
+        .expect("absolute")
+        .to_string()
 }
 
 #[test]
@@ -321,7 +342,10 @@ fn html_report_escapes_data() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!html.contains("<img"), "unescaped account number");
     assert!(!html.contains("<script"), "unescaped account number");
-    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{html}"
+    );
     assert!(html.contains("&lt;script&gt;document.title='owned'&lt;/script&gt;&amp;amp;"));
 
     let screenshot = lake.file("hostile.png");
@@ -373,6 +397,8 @@ fn balance_history_and_html_on_the_cluster_equal_embedded() {
         format!("{}{}", &html[..start], &html[end..])
     };
     assert_eq!(without_time(&distributed), without_time(&embedded));
-    let jobs = cluster.http_get("/api/jobs").expect("the scheduler's job list");
+    let jobs = cluster
+        .http_get("/api/jobs")
+        .expect("the scheduler's job list");
     assert!(jobs.matches("job_id").count() >= 6, "{jobs}");
 }

@@ -632,7 +632,8 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
             }
             let to = args.output.format()?;
             let name = args.name.as_deref().unwrap_or_default();
-            let frame = analytics::report_with(&engine, &lake, name, &args.extras.options()).await?;
+            let frame =
+                analytics::report_with(&engine, &lake, name, &args.extras.options()).await?;
             emit(
                 frame,
                 to.as_ref(),

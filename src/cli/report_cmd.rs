@@ -49,11 +49,26 @@ impl ReportExtras {
 
 /// What each report computes, for `--list` (the README's table says more).
 const ABOUT: [(&str, &str); 6] = [
-    ("account-summary", "per account: transactions, withdrawals and deposits"),
-    ("creditworthiness", "per account: deposit/withdrawal ratio and band"),
-    ("deposits-by-currency", "per deposit currency: count and totals"),
-    ("currency-exposure", "per currency: deposits, withdrawals and net"),
-    ("monthly-flows", "per account and month: deposits, withdrawals and net"),
+    (
+        "account-summary",
+        "per account: transactions, withdrawals and deposits",
+    ),
+    (
+        "creditworthiness",
+        "per account: deposit/withdrawal ratio and band",
+    ),
+    (
+        "deposits-by-currency",
+        "per deposit currency: count and totals",
+    ),
+    (
+        "currency-exposure",
+        "per currency: deposits, withdrawals and net",
+    ),
+    (
+        "monthly-flows",
+        "per account and month: deposits, withdrawals and net",
+    ),
     (
         "balance-history",
         "per account and month: running balance and month-end balance_amt",

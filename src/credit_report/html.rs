@@ -164,7 +164,10 @@ fn top_ratio(report: &CreditReport) -> Markup {
 fn ratio(t: &TextTable, row: usize) -> String {
     match t.get(row, "deposit_withdrawal_ratio") {
         Some(value) => money(value),
-        None if t.get(row, "deposits_sgd").is_some_and(|d| d.trim_start_matches(['0', '.']).is_empty()) => {
+        None if t
+            .get(row, "deposits_sgd")
+            .is_some_and(|d| d.trim_start_matches(['0', '.']).is_empty()) =>
+        {
             "no activity".to_string()
         }
         None => "∞ (no withdrawals)".to_string(),
@@ -223,11 +226,7 @@ fn history(report: &CreditReport) -> Markup {
         }
         if let Some((_, points, unconverted)) = accounts.last_mut() {
             points.push(MonthPoint {
-                month: format!(
-                    "{}-{:0>2}",
-                    cell(t.get(r, "year")),
-                    cell(t.get(r, "month"))
-                ),
+                month: format!("{}-{:0>2}", cell(t.get(r, "year")), cell(t.get(r, "month"))),
                 net: cell(t.get(r, "net_sgd")),
                 balance: cell(t.get(r, "running_balance_sgd")),
             });

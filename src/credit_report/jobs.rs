@@ -2,8 +2,8 @@
 //! page's reconciliation: what the last `ingest`, `load` and `normalize` said when they ran.
 
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use object_store::path::Path as StorePath;
+use object_store::ObjectStoreExt;
 
 use crate::jobs::JobError;
 use crate::storage::Lake;

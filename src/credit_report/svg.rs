@@ -142,7 +142,7 @@ pub fn flow_and_balance(title: &str, points: &[MonthPoint]) -> Markup {
                     height=(at((v - zero).abs().max(0.5))) fill=(BAR) opacity="0.75" {
                     title { (p.month) ": net " (money(&p.net)) ", balance " (money(&p.balance)) }
                 }
-                @if i % label_every == 0 || i + 1 == points.len() {
+                @if i % label_every == 0 {
                     text x=(at(x(i))) y=(at(height - bottom + 16.0)) text-anchor="middle" class="small" { (p.month) }
                 }
             }

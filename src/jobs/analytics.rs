@@ -88,7 +88,11 @@ pub async fn report_with(
                 "--account-currency applies to balance-history only, not {name}"
             )));
         }
-        if engine.register_table_version(lake, Table::Rates).await?.is_none() {
+        if engine
+            .register_table_version(lake, Table::Rates)
+            .await?
+            .is_none()
+        {
             return Err(JobError::MissingTable(
                 "rates",
                 "--account-currency converts at the month-end rate; run `fxpipe ingest` first",
