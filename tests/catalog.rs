@@ -159,7 +159,7 @@ fn athena_ddl_names_every_table_of_a_local_lake_at_its_folder() {
         "--output",
         file.to_str().unwrap(),
     ]);
-    assert!(said.contains("6 tables and 5 queries"), "{said}");
+    assert!(said.contains("6 tables and 6 queries"), "{said}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), out);
     let checked: serde_json::Value = serde_json::from_str(&common::python_env(
         "check_athena.py",

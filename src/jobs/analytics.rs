@@ -42,7 +42,7 @@ pub const REPORTS: [(&str, &str); 6] = [
 /// `balance-history --account-currency`: the month-end balance converted, over the
 /// `balance_history` view and `rates`.
 const BALANCE_IN_ACCOUNT_CURRENCY_SQL: &str =
-    include_str!("../../sql/analytics/balance_in_account_currency.sql");
+    include_str!("../../sql/balance_in_account_currency.sql");
 
 /// Options of the reports that take any (today only `balance-history`).
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
--- balance-history with --account-currency CODE: the month-end balance_amt, taken to be in CODE,
+-- fxpipe report balance-history --account-currency CODE: the month-end balance_amt, taken to be in CODE,
 -- converted to the base currency at the month-end rate.
 --
 -- Registered: balance_history (the view of balance_history.sql), rates. Parameters, bound by
