@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod catalog;
+pub mod credit_report;
 pub mod engine;
 pub mod faults;
 pub mod gen;

@@ -6,6 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
+# tests/html_report.rs renders the HTML credit report in Debian's Chromium, driven by Playwright
+# (never `playwright install`: no browser download outside the system packages). Installed
+# once; where it cannot be (not root, no apt), those checks say they are skipped, and
+# FXPIPE_TEST_REQUIRE_BROWSER=1 (.ci/run) makes that a failure.
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+            echo "could not install chromium: the HTML report's browser checks will be skipped" >&2
+    else
+        echo "no /usr/bin/chromium and no root apt-get to install it: the HTML report's browser checks will be skipped" >&2
+    fi
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

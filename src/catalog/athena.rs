@@ -11,7 +11,7 @@ use crate::storage::Table;
 
 /// The Athena version of each analytics report, by the name `fxpipe report` takes. Each file
 /// writes the table as `{database}.processed`; [`query`] fills in the database.
-pub const QUERIES: [(&str, &str); 5] = [
+pub const QUERIES: [(&str, &str); 6] = [
     (
         "account-summary",
         include_str!("../../sql/athena/account_summary.sql"),
@@ -31,6 +31,10 @@ pub const QUERIES: [(&str, &str); 5] = [
     (
         "monthly-flows",
         include_str!("../../sql/athena/monthly_flows.sql"),
+    ),
+    (
+        "balance-history",
+        include_str!("../../sql/athena/balance_history.sql"),
     ),
 ];
 

@@ -352,14 +352,18 @@ pub(crate) struct SqlArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ReportArgs {
-    /// account-summary, creditworthiness, deposits-by-currency, currency-exposure or monthly-flows.
-    pub(crate) name: String,
+    /// account-summary, creditworthiness, deposits-by-currency, currency-exposure,
+    /// monthly-flows or balance-history (--list says what each computes).
+    #[arg(required_unless_present_any = ["list", "html"])]
+    pub(crate) name: Option<String>,
     #[arg(long, value_enum, env = "FXPIPE_FORMAT", default_value = "table")]
     pub(crate) format: Format,
     #[command(flatten)]
     pub(crate) max_rows: MaxRowsArg,
     #[command(flatten)]
     pub(crate) output: OutputArg,
+    #[command(flatten)]
+    pub(crate) extras: super::report_cmd::ReportExtras,
 }
 
 #[derive(Debug, Args)]

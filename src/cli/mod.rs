@@ -24,6 +24,7 @@ mod print;
 mod progress;
 mod readonly;
 mod repl;
+mod report_cmd;
 mod statements;
 
 use std::io::Write;
@@ -73,6 +74,11 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Gen(command) = &cli.command {
         return jobs::run_gen(command);
+    }
+    if let Command::Report(args) = &cli.command {
+        if args.extras.list {
+            return report_cmd::list();
+        }
     }
     if let Command::Completions(args) = &cli.command {
         // Into memory first: clap_complete panics on a failed write (a closed pipe).
@@ -154,8 +160,13 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
         }
         Command::Sql(args) => statements::run_sql(&engine, &lake, args, base).await,
         Command::Report(args) => {
+            if let Some(file) = &args.extras.html {
+                return report_cmd::html(&engine, &lake, file).await;
+            }
             let to = args.output.format()?;
-            let frame = analytics::report(&engine, &lake, &args.name).await?;
+            let name = args.name.as_deref().unwrap_or_default();
+            let frame =
+                analytics::report_with(&engine, &lake, name, &args.extras.options()).await?;
             statements::emit(frame, to.as_ref(), args.format, args.max_rows.value, base).await
         }
         Command::Vacuum(args) => jobs::vacuum(&lake, &args).await,

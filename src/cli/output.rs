@@ -70,13 +70,13 @@ impl FileFormat {
 
 /// The temporary file beside the target; removed when dropped unless [`Self::persist`] renamed
 /// it over the target (so an error or a panic anywhere in between leaves nothing behind).
-struct Pending {
+pub(super) struct Pending {
     temp: PathBuf,
     done: bool,
 }
 
 impl Pending {
-    fn create(target: &Path) -> anyhow::Result<(Self, File)> {
+    pub(super) fn create(target: &Path) -> anyhow::Result<(Self, File)> {
         let name = target
             .file_name()
             .with_context(|| format!("-o {}: not a file name", target.display()))?;
@@ -92,7 +92,7 @@ impl Pending {
         Ok((Self { temp, done: false }, file))
     }
 
-    fn persist(mut self, file: File, target: &Path) -> anyhow::Result<()> {
+    pub(super) fn persist(mut self, file: File, target: &Path) -> anyhow::Result<()> {
         file.sync_all()
             .with_context(|| format!("cannot write {}", self.temp.display()))?;
         drop(file);

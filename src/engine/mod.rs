@@ -256,9 +256,21 @@ impl Engine {
 
     /// Registers one table; `false` when the lake has no such table yet.
     pub async fn register_table(&self, lake: &Lake, table: Table) -> Result<bool, StorageError> {
+        Ok(self.register_table_version(lake, table).await?.is_some())
+    }
+
+    /// Registers one table and returns the Delta version registered (`None`: no such table
+    /// yet), so a result can say which version of the table it was computed from.
+    pub async fn register_table_version(
+        &self,
+        lake: &Lake,
+        table: Table,
+    ) -> Result<Option<u64>, StorageError> {
         let Some(opened) = delta::open(lake, table).await? else {
-            return Ok(false);
+            return Ok(None);
         };
+        // delta::open loads the table, so it has a version; 0 is never shown for a missing one.
+        let version = Some(opened.version().unwrap_or_default());
         let to_storage = |source| StorageError::Delta {
             table: table.sql_name().to_string(),
             source,
@@ -279,7 +291,7 @@ impl Engine {
                 .register_table(table.sql_name(), Arc::new(provider))
                 .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
             debug!(table = table.sql_name(), version = ?opened.version(), "registered for the cluster");
-            return Ok(true);
+            return Ok(version);
         }
         opened
             .update_datafusion_session(&self.ctx.state())
@@ -294,7 +306,7 @@ impl Engine {
             .register_table(table.sql_name(), provider)
             .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
         debug!(table = table.sql_name(), version = ?opened.version(), "registered");
-        Ok(true)
+        Ok(version)
     }
 }
 

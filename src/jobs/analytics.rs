@@ -3,15 +3,16 @@
 //! Every report has a `base_currency` column and groups by it: the amounts it sums are in that
 //! currency, and amounts in two base currencies are never added together.
 
+use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 
-use super::normalize::BASE_CURRENCY_COLUMN;
+use super::normalize::{BASE_CURRENCY_COLUMN, MAX_RATE_AGE_DAYS};
 use super::JobError;
 use crate::engine::Engine;
 use crate::storage::{Lake, Table};
 
 /// Report names (as the CLI takes them) and their SQL.
-pub const REPORTS: [(&str, &str); 5] = [
+pub const REPORTS: [(&str, &str); 6] = [
     (
         "account-summary",
         include_str!("../../sql/analytics/account_summary.sql"),
@@ -32,23 +33,144 @@ pub const REPORTS: [(&str, &str); 5] = [
         "monthly-flows",
         include_str!("../../sql/analytics/monthly_flows.sql"),
     ),
+    (
+        "balance-history",
+        include_str!("../../sql/analytics/balance_history.sql"),
+    ),
 ];
 
-/// Plans a named report over the lake's processed table.
+/// `balance-history --account-currency`: the month-end balance converted, over the
+/// `balance_history` view and `rates`.
+const BALANCE_IN_ACCOUNT_CURRENCY_SQL: &str =
+    include_str!("../../sql/balance_in_account_currency.sql");
+
+/// Options of the reports that take any (today only `balance-history`).
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// The currency the accounts' `balance_amt` is in: `balance-history` then also converts
+    /// each month-end balance to the base currency at the month-end rate.
+    pub account_currency: Option<String>,
+    /// How many days before a month's last day its rate may come from (normalize's rule).
+    pub max_rate_age_days: u32,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            account_currency: None,
+            max_rate_age_days: 3,
+        }
+    }
+}
+
+/// Whether a report takes `--account-currency`.
+pub fn takes_account_currency(name: &str) -> bool {
+    name == "balance-history"
+}
+
+/// Plans a named report over the lake's processed table (at its latest version).
 pub async fn report(engine: &Engine, lake: &Lake, name: &str) -> Result<DataFrame, JobError> {
-    let Some((_, sql)) = REPORTS.iter().find(|(n, _)| *n == name) else {
-        let names: Vec<&str> = REPORTS.iter().map(|(n, _)| *n).collect();
-        return Err(JobError::UnknownReport(name.to_string(), names.join(", ")));
+    report_with(engine, lake, name, &ReportOptions::default()).await
+}
+
+/// [`report`] with options (`balance-history --account-currency`).
+pub async fn report_with(
+    engine: &Engine,
+    lake: &Lake,
+    name: &str,
+    options: &ReportOptions,
+) -> Result<DataFrame, JobError> {
+    let sql = report_sql(name)?;
+    register_processed(engine, lake).await?;
+    if options.account_currency.is_some() {
+        if !takes_account_currency(name) {
+            return Err(JobError::Invalid(format!(
+                "--account-currency applies to balance-history only, not {name}"
+            )));
+        }
+        if engine
+            .register_table_version(lake, Table::Rates)
+            .await?
+            .is_none()
+        {
+            return Err(JobError::MissingTable(
+                "rates",
+                "--account-currency converts at the month-end rate; run `fxpipe ingest` first",
+            ));
+        }
+    }
+    plan(engine, sql, name, options).await
+}
+
+/// The SQL of a report, or the error listing the names there are.
+fn report_sql(name: &str) -> Result<&'static str, JobError> {
+    REPORTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, sql)| *sql)
+        .ok_or_else(|| {
+            let names: Vec<&str> = REPORTS.iter().map(|(n, _)| *n).collect();
+            JobError::UnknownReport(name.to_string(), names.join(", "))
+        })
+}
+
+/// Plans a report over the tables already registered (see [`register_processed`]): several
+/// reports planned this way read the same table versions.
+pub async fn plan_registered(
+    engine: &Engine,
+    name: &str,
+    options: &ReportOptions,
+) -> Result<DataFrame, JobError> {
+    plan(engine, report_sql(name)?, name, options).await
+}
+
+async fn plan(
+    engine: &Engine,
+    sql: &str,
+    name: &str,
+    options: &ReportOptions,
+) -> Result<DataFrame, JobError> {
+    let ctx = engine.ctx();
+    let frame = ctx.sql(sql).await?;
+    let Some(currency) = options
+        .account_currency
+        .as_ref()
+        .filter(|_| takes_account_currency(name))
+    else {
+        return Ok(frame);
     };
-    if !engine.register_table(lake, Table::Processed).await? {
+    if options.max_rate_age_days > MAX_RATE_AGE_DAYS {
+        return Err(JobError::Invalid(format!(
+            "--max-rate-age {} is more than {MAX_RATE_AGE_DAYS} days",
+            options.max_rate_age_days
+        )));
+    }
+    // The view is a logical plan, inlined where it is used: it travels to a cluster.
+    let _ = ctx.deregister_table("balance_history");
+    ctx.register_table("balance_history", frame.into_view())?;
+    Ok(ctx
+        .sql(BALANCE_IN_ACCOUNT_CURRENCY_SQL)
+        .await?
+        .with_param_values(vec![
+            ScalarValue::Utf8(Some(currency.clone())),
+            ScalarValue::Int64(Some(i64::from(options.max_rate_age_days))),
+        ])?)
+}
+
+/// Registers the processed table for the reports and returns its Delta version. A table
+/// written with `--columns-follow-base` (withdrawal_eur_amt) is registered as a view with the
+/// Athena-compatible names the SQL uses.
+pub async fn register_processed(engine: &Engine, lake: &Lake) -> Result<u64, JobError> {
+    let Some(version) = engine
+        .register_table_version(lake, Table::Processed)
+        .await?
+    else {
         return Err(JobError::MissingTable(
             "processed",
             "run `fxpipe normalize` first",
         ));
-    }
+    };
     let ctx = engine.ctx();
-    // The SQL uses the Athena-compatible names; a table written with `--columns-follow-base`
-    // (withdrawal_eur_amt) is read through a view with those names.
     let processed = ctx.table(Table::Processed.sql_name()).await?;
     // Each report groups by the base currency, so a table that does not say it cannot be read.
     if !processed
@@ -65,7 +187,7 @@ pub async fn report(engine: &Engine, lake: &Lake, name: &str) -> Result<DataFram
         .schema()
         .has_column_with_unqualified_name("withdrawal_sgd_amt")
     {
-        return Ok(ctx.sql(sql).await?);
+        return Ok(version);
     }
     let names: Vec<String> = processed
         .schema()
@@ -85,7 +207,7 @@ pub async fn report(engine: &Engine, lake: &Lake, name: &str) -> Result<DataFram
     }
     ctx.deregister_table(Table::Processed.sql_name())?;
     ctx.register_table(Table::Processed.sql_name(), view.into_view())?;
-    Ok(ctx.sql(sql).await?)
+    Ok(version)
 }
 
 #[cfg(test)]
@@ -111,6 +233,10 @@ mod tests {
             decimal("withdrawal_sgd_amt", 2),
             decimal("deposit_sgd_amt", 2),
             text("base_currency"),
+            Field::new("date", DataType::Date32, true),
+            decimal("balance_amt", 4),
+            text("source_file"),
+            Field::new("source_line", DataType::Int64, true),
             Field::new("year", DataType::Int32, true),
             Field::new("month", DataType::Int32, true),
         ]);
