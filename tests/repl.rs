@@ -23,6 +23,10 @@ impl Terminal {
     /// test harness gives every fxpipe run plus the history file.
     fn start(lake: &Lake, history: &Path, extra: &[&str]) -> Option<Self> {
         if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(
+                std::env::var_os("FXPIPE_TEST_REQUIRE_TMUX").is_none(),
+                "tmux is required (FXPIPE_TEST_REQUIRE_TMUX) but not installed"
+            );
             eprintln!("SKIPPED: tmux is not installed (apt-get install tmux)");
             return None;
         }

@@ -7,15 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
 # tests/html_report.rs renders the HTML credit report in Debian's Chromium, driven by Playwright
-# (never `playwright install`: no browser download outside the system packages). Installed
-# once; where it cannot be (not root, no apt), those checks say they are skipped, and
-# FXPIPE_TEST_REQUIRE_BROWSER=1 (.ci/run) makes that a failure.
-if [ ! -x /usr/bin/chromium ]; then
+# (never `playwright install`: no browser download outside the system packages); tests/repl.rs
+# types into the SQL shell through tmux. Installed once; where they cannot be (not root, no apt),
+# those tests say they are skipped, and FXPIPE_TEST_REQUIRE_BROWSER=1 / FXPIPE_TEST_REQUIRE_TMUX=1
+# (.ci/run) make that a failure.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v tmux >/dev/null || missing+=(tmux)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
-            echo "could not install chromium: the HTML report's browser checks will be skipped" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } ||
+            echo "could not install ${missing[*]}: the tests that need them will be skipped" >&2
     else
-        echo "no /usr/bin/chromium and no root apt-get to install it: the HTML report's browser checks will be skipped" >&2
+        echo "no ${missing[*]} and no root apt-get to install them: the tests that need them will be skipped" >&2
     fi
 fi
 log=$(mktemp)
