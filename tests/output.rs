@@ -395,7 +395,12 @@ fn ctrl_c_during_a_write_leaves_the_old_file_and_no_temporary() {
     // SAFETY: kill(2) on our own child's pid, with a valid signal number.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
     let output = child.wait_with_output().expect("fxpipe ends");
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "128 + SIGINT: {}",
+        text(&output.stderr)
+    );
     assert!(
         text(&output.stderr).contains(&format!(
             "interrupted: {} was not written",

@@ -18,6 +18,19 @@ impl fmt::Display for Hint {
     }
 }
 
+/// The run was stopped by Ctrl-C (SIGINT): the process exits with 130 (128 + SIGINT), as a
+/// shell reports a command killed by it, so a script tells an interruption from a failure.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "interrupted: {}", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// The text printed for an error (without the `error: ` prefix): the causes joined with `: `,
 /// skipping each cause whose text the line already contains, then `hint: …` lines.
 pub fn render(error: &anyhow::Error) -> String {

@@ -66,6 +66,9 @@ pub fn main() -> ExitCode {
             } else {
                 eprintln!("error: {message}");
             }
+            if e.downcast_ref::<errors::Interrupted>().is_some() {
+                return ExitCode::from(130);
+            }
             ExitCode::FAILURE
         }
     }

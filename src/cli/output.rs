@@ -124,10 +124,13 @@ pub async fn write(frame: DataFrame, path: &Path, format: FileFormat) -> anyhow:
     let (pending, file) = Pending::create(path)?;
     let (rows, file) = tokio::select! {
         written = write_rows(frame, file, format) => written?,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!(
-            "interrupted: {} was not written",
-            path.display()
-        ),
+        _ = tokio::signal::ctrl_c() => {
+            return Err(super::errors::Interrupted(format!(
+                "{} was not written",
+                path.display()
+            ))
+            .into())
+        }
     };
     pending.persist(file, path)?;
     Ok(rows)

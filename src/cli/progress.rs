@@ -1,6 +1,6 @@
 //! Progress bars for the jobs that run in this process (`load`, `normalize`): on a terminal, a
 //! bar with the rate and the time left, fed by the engine's meter (`fxpipe::engine::meter`);
-//! when standard error is not a terminal, or with `--quiet`, a log line every [`LOG_EVERY`]. Cluster jobs show the scheduler's task counts
+//! when standard error is not a terminal, or with `--quiet`, a log line every 10 s (`FXPIPE_PROGRESS_SECONDS`). Cluster jobs show the scheduler's task counts
 //! instead (`fxpipe::engine::progress`), and `ingest` has its own bar of days.
 
 use std::io::IsTerminal;
@@ -13,7 +13,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const TICK: Duration = Duration::from_millis(200);
-const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Between two log lines when there is no bar: FXPIPE_PROGRESS_SECONDS, else 10 s.
+fn log_every() -> Duration {
+    let seconds = std::env::var("FXPIPE_PROGRESS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(10);
+    Duration::from_secs(seconds.max(1))
+}
 
 /// Whether this run may draw bars: standard error is a terminal and `--quiet` was not given.
 pub(crate) fn bars_allowed(quiet: bool) -> bool {
@@ -42,6 +49,7 @@ impl JobProgress {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let mut logged = Instant::now();
+            let every = log_every();
             let mut shape = None;
             loop {
                 tokio::select! {
@@ -53,7 +61,7 @@ impl JobProgress {
                 };
                 match &bar {
                     Some(bar) => draw(bar, &reading, &mut shape),
-                    None if logged.elapsed() >= LOG_EVERY => {
+                    None if logged.elapsed() >= every => {
                         logged = Instant::now();
                         tracing::info!("{job}: {}", line(&reading, started.elapsed()));
                     }

@@ -32,7 +32,8 @@ pub(crate) async fn emit(
             print::stderr_note(
                 "INFO",
                 &format!(
-                    "wrote {rows} rows to {} ({})",
+                    "wrote {rows} {} to {} ({})",
+                    if rows == 1 { "row" } else { "rows" },
                     file.display(),
                     file_format.name()
                 ),

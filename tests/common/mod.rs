@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod moto;
 pub mod oxr;
 pub mod proxy;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
