@@ -1,7 +1,10 @@
 -- Transactions converted to the base currency, exactly, with the rate date used.
 --
 -- Registered by the job: transactions, rates (Delta tables). Parameters, bound by the planner:
--- $1 the base currency (ISO code), $2 max_rate_age (days, 0 to 366).
+-- $1 the base currency (ISO code), $2 max_rate_age (days, 0 to 366), $3 and $4 the first and
+-- last rate dates the transactions can use (the earliest value date minus $2, the latest value
+-- date): only those rates are read, so a rates table holding decades of history costs what the
+-- transactions' own years cost. A value date V uses a rate of [V - $2, V], always in the range.
 --
 -- amount_in_base = amount × rate_usd[base] / rate_usd[currency], evaluated by fx_convert on
 -- exact integers and rounded half away from zero to the cent. The rate used is the one of the
@@ -13,6 +16,7 @@ WITH base_rates AS (
     SELECT run_date, rates_base_usd AS base_per_usd
     FROM rates
     WHERE target_currency = CAST($1 AS VARCHAR)
+      AND run_date BETWEEN CAST($3 AS DATE) AND CAST($4 AS DATE)
 ),
 rate_pairs AS (
     -- Both rates of a cross rate come from the same day: only days that have the base's rate.
@@ -23,6 +27,9 @@ rate_pairs AS (
            lead(r.run_date) OVER (PARTITION BY r.target_currency ORDER BY r.run_date) AS next_run_date
     FROM rates r
     JOIN base_rates base ON base.run_date = r.run_date
+    -- A pair's validity ends at the next pair's day, and days after $4 are never looked up, so
+    -- leaving later pairs out changes no used day's rate.
+    WHERE r.run_date BETWEEN CAST($3 AS DATE) AND CAST($4 AS DATE)
 ),
 rate_calendar AS (
     -- Each pair is the rate of the days [run_date, min(next pair's day - 1, run_date + age)]:

@@ -160,13 +160,8 @@ pub async fn normalize(
         check_same_base(engine, lake, options).await?;
     }
 
-    let mut normalized = ctx.sql(NORMALIZE_SQL).await?.with_param_values(vec![
-        ScalarValue::Utf8(Some(options.base_currency.clone())),
-        ScalarValue::Int64(Some(i64::from(options.max_rate_age_days))),
-    ])?;
     let mut transactions = ctx.table("transactions").await?;
     if let Some((from, to)) = options.months {
-        normalized = normalized.filter(months_between(from, to))?;
         let date = col("date");
         transactions = transactions.filter(
             (datafusion::functions::expr_fn::date_part(lit("year"), date.clone()) * lit(100)
@@ -174,8 +169,18 @@ pub async fn normalize(
             .between(lit(from.key()), lit(to.key())),
         )?;
     }
-    check_one_rate_per_day(engine).await?;
-    report.rows_in = transactions.count().await? as u64;
+    let (rows_in, rate_dates) = rows_and_rate_dates(engine, transactions, options).await?;
+    report.rows_in = rows_in;
+    let mut normalized = ctx.sql(NORMALIZE_SQL).await?.with_param_values(vec![
+        ScalarValue::Utf8(Some(options.base_currency.clone())),
+        ScalarValue::Int64(Some(i64::from(options.max_rate_age_days))),
+        rate_dates.0.clone(),
+        rate_dates.1.clone(),
+    ])?;
+    if let Some((from, to)) = options.months {
+        normalized = normalized.filter(months_between(from, to))?;
+    }
+    check_one_rate_per_day(engine, &rate_dates).await?;
     report
         .stage_ms
         .insert("plan", started.elapsed().as_millis() as u64);
@@ -314,13 +319,17 @@ fn unconverted_detail(report: &NormalizeReport) -> String {
 /// Refuses a rates table with two different rates for one currency and day: the as-of join
 /// would pick one of them arbitrarily. (fxpipe's ingest replaces a day's rows, so only another
 /// writer can cause this.)
-async fn check_one_rate_per_day(engine: &Engine) -> Result<(), JobError> {
+async fn check_one_rate_per_day(
+    engine: &Engine,
+    (first, last): &(ScalarValue, ScalarValue),
+) -> Result<(), JobError> {
     let conflicts = engine
         .collect(
             engine
                 .ctx()
                 .sql(RATE_CONFLICTS_SQL)
                 .await?
+                .with_param_values(vec![first.clone(), last.clone()])?
                 .into_unoptimized_plan(),
         )
         .await?;
@@ -339,6 +348,52 @@ async fn check_one_rate_per_day(engine: &Engine) -> Result<(), JobError> {
         "the rates table has different rates for the same currency and day ({}); re-ingest those dates with `fxpipe ingest` so each has one rate",
         found.join(", ")
     )))
+}
+
+/// The transactions to convert, counted, and the first and last rate dates they can use: the
+/// earliest value date minus the rate age, and the latest value date (both NULL, so no rate is
+/// read, when no transaction has a value date). One pass over the table gives all three.
+async fn rows_and_rate_dates(
+    engine: &Engine,
+    transactions: datafusion::dataframe::DataFrame,
+    options: &NormalizeOptions,
+) -> Result<(u64, (ScalarValue, ScalarValue)), JobError> {
+    use datafusion::functions_aggregate::expr_fn::{count, max, min};
+    let plan = transactions
+        .aggregate(
+            vec![],
+            vec![
+                count(lit(1)).alias("n"),
+                min(col("value_date")).alias("first"),
+                max(col("value_date")).alias("last"),
+            ],
+        )?
+        .into_unoptimized_plan();
+    let batches = engine.collect(plan).await?;
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| JobError::Invalid("counting the transactions returned no row".into()))?;
+    let rows = ScalarValue::try_from_array(batch.column(0), 0)?;
+    let rows = match rows {
+        ScalarValue::Int64(Some(n)) => n as u64,
+        other => {
+            return Err(JobError::Invalid(format!(
+                "counting the transactions returned {other:?}"
+            )))
+        }
+    };
+    let first = match ScalarValue::try_from_array(batch.column(1), 0)? {
+        ScalarValue::Date32(Some(day)) => {
+            ScalarValue::Date32(Some(day - options.max_rate_age_days as i32))
+        }
+        _ => ScalarValue::Date32(None),
+    };
+    let last = match ScalarValue::try_from_array(batch.column(2), 0)? {
+        ScalarValue::Date32(Some(day)) => ScalarValue::Date32(Some(day)),
+        _ => ScalarValue::Date32(None),
+    };
+    Ok((rows, (first, last)))
 }
 
 /// The base currencies the processed table's rows are in (none when it is empty or missing).
@@ -424,8 +479,31 @@ mod tests {
                      ('2017-01-05', 6), ('2017-01-09', 7), ('2017-01-19', 8), ('2018-01-21', 9),
                      ('2018-01-22', 10))";
 
-    /// (value date, converted, rate date) per transaction, with the given rate age.
+    /// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+    fn day(text: &str) -> i32 {
+        let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+        (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
+    }
+
+    /// (value date, converted, rate date) per transaction, with the given rate age: the same
+    /// whether every rate is read or only the job's range (the earliest value date minus the
+    /// age to the latest value date).
     async fn convert_all(age: i64) -> datafusion::error::Result<Vec<[String; 3]>> {
+        let everything = convert_between(age, day("1900-01-01"), day("2100-01-01")).await?;
+        let range = (day("2016-12-31") - age as i32, day("2018-01-22"));
+        let only_used = convert_between(age, range.0, range.1).await?;
+        assert_eq!(
+            only_used, everything,
+            "age {age}: reading only {range:?} changes nothing"
+        );
+        Ok(everything)
+    }
+
+    async fn convert_between(
+        age: i64,
+        first: i32,
+        last: i32,
+    ) -> datafusion::error::Result<Vec<[String; 3]>> {
         let ctx = SessionContext::new();
         ctx.register_udf(crate::engine::functions::FxConvert::udf());
         ctx.sql(RATES).await?.collect().await?;
@@ -433,6 +511,8 @@ mod tests {
         let frame = ctx.sql(NORMALIZE_SQL).await?.with_param_values(vec![
             ScalarValue::Utf8(Some("SGD".to_string())),
             ScalarValue::Int64(Some(age)),
+            ScalarValue::Date32(Some(first)),
+            ScalarValue::Date32(Some(last)),
         ])?;
         let plan = frame.clone().into_optimized_plan()?;
         let shown = plan.display_indent_schema().to_string();
@@ -557,6 +637,48 @@ mod tests {
             ("2018-01-22", "", ""),
         ]);
         assert_eq!(convert_all(0).await?, same_day);
+        Ok(())
+    }
+
+    /// rate_conflicts.sql finds a day with two rates for one currency only inside the range
+    /// the job reads.
+    #[tokio::test]
+    async fn rate_conflicts_are_looked_for_in_the_range_used() -> datafusion::error::Result<()> {
+        let ctx = SessionContext::new();
+        ctx.sql(
+            "CREATE TABLE rates AS
+             SELECT CAST(column1 AS DATE) AS run_date, column2 AS target_currency,
+                    CAST(column3 AS DECIMAL(38, 18)) AS rates_base_usd
+             FROM (VALUES ('2010-05-05', 'INR', '40'), ('2010-05-05', 'INR', '41'),
+                          ('2017-01-02', 'INR', '63'), ('2017-01-02', 'INR', '63'))",
+        )
+        .await?
+        .collect()
+        .await?;
+        let conflicts = |first: &str, last: &str| {
+            let ctx = ctx.clone();
+            let (first, last) = (day(first), day(last));
+            async move {
+                let batches = ctx
+                    .sql(RATE_CONFLICTS_SQL)
+                    .await?
+                    .with_param_values(vec![
+                        ScalarValue::Date32(Some(first)),
+                        ScalarValue::Date32(Some(last)),
+                    ])?
+                    .collect()
+                    .await?;
+                Ok::<_, datafusion::error::DataFusionError>(
+                    batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+                )
+            }
+        };
+        assert_eq!(
+            conflicts("2016-12-29", "2017-06-30").await?,
+            0,
+            "the same rate twice is one rate"
+        );
+        assert_eq!(conflicts("2010-01-01", "2017-06-30").await?, 1);
         Ok(())
     }
 }
