@@ -101,6 +101,9 @@ fn the_shell_runs_multi_line_statements_describes_tables_and_keeps_history() {
     term.press("Up");
     term.press("Enter");
     term.wait_for("still here");
+    // Ctrl-D only once the prompt is back: pressed while the query still prints, the terminal
+    // is not yet in the editor's raw mode and the EOF is lost.
+    term.wait_for_n(PROMPT, 2);
     term.press("C-d");
     term.wait_for("[exited 0]");
 }
@@ -129,9 +132,14 @@ fn ctrl_c_cancels_the_running_query_not_the_shell() {
         !screen.contains("long_sum\n"),
         "no result of the cancelled query: {screen}"
     );
-    // Ctrl-C at the prompt clears the line and keeps the shell.
+    // Ctrl-C at the prompt clears the line and keeps the shell. Keys go once the editor is
+    // back (the third prompt), as a person sees the prompt before typing: sent earlier they
+    // reach a terminal not yet in raw mode.
+    term.wait_for_n(PROMPT, 3);
     term.type_text("SELECT 'dropped'");
+    term.wait_for("SELECT 'dropped'");
     term.press("C-c");
+    term.wait_for_n(PROMPT, 4);
     term.line("SELECT 'kept' AS k;");
     let screen = term.wait_for("k\nkept");
     assert!(!screen.contains("dropped\n"), "{screen}");
