@@ -328,6 +328,14 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
         json("emr/instance-fleets.json"),
         "the fleets sent differ from instance-fleets.json"
     );
+    assert_eq!(
+        request["Instances"]["Ec2SubnetIds"],
+        serde_json::json!(["subnet-0abc", "subnet-0def"])
+    );
+    assert_eq!(
+        request["BootstrapActions"][0]["ScriptBootstrapAction"]["Path"],
+        "s3://bank-lake/fxpipe/bin/bootstrap.sh"
+    );
 
     // What moto's EMR recorded.
     let cluster = &aws_json(
