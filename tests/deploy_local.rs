@@ -216,18 +216,14 @@ fn up_runs_a_cluster_job_on_s3_and_ctrl_c_leaves_nothing_behind() {
     let lines = match read_until_ready(stdout) {
         Ok(lines) => lines,
         Err(lines) => {
+            // SIGTERM makes the script stop what it started and exit, so its stderr ends.
             unsafe { libc::kill(deployment.script.id() as i32, libc::SIGTERM) };
-            let output = std::mem::replace(
-                &mut deployment.script,
-                Command::new("true").spawn().unwrap(),
-            )
-            .wait_with_output()
-            .unwrap();
-            panic!(
-                "up.sh never said ready:\n{}\n{}",
-                lines.join("\n"),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            let _ = deployment.script.wait();
+            let mut stderr = String::new();
+            if let Some(mut pipe) = deployment.script.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("up.sh never said ready:\n{}\n{stderr}", lines.join("\n"));
         }
     };
     let ready = parse_ready(&lines);
