@@ -131,17 +131,26 @@ s3_port=${ports[0]}
 scheduler_port=${ports[1]}
 ingester_port=${ports[2]}
 
-# Waits until `url` answers HTTP at all (any status), or fails naming `what` and its log.
-wait_http() {
-    local url=$1 what=$2 log=$3 deadline=$((SECONDS + 60))
-    until curl -s -o /dev/null --max-time 2 "$url"; do
+# Runs `check ARGS...` until it succeeds; after 60 s fails saying what did not happen and
+# showing the end of the log of the process concerned.
+wait_until() {
+    local what=$1 log=$2 deadline=$((SECONDS + 60))
+    shift 2
+    until "$@"; do
         if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "up.sh: $what did not answer on $url within 60 s; its log ($log):" >&2
+            echo "up.sh: $what within 60 s; the end of $log:" >&2
             tail -n 20 "$log" >&2 || true
             exit 1
         fi
         sleep 0.2
     done
+}
+# Any HTTP answer at all (the ingester's /healthz says 503 until it has rates).
+answers() { curl -s -o /dev/null --max-time 2 "$1"; }
+# A 2xx answer.
+healthy() { curl -sf -o /dev/null --max-time 2 "$1"; }
+registered_executors_at_least() {
+    [ "$(curl -s --max-time 2 "http://127.0.0.1:$scheduler_port/api/executors" | grep -o '"id"' | wc -l)" -ge "$1" ]
 }
 
 # Every process of this cluster carries the marker in its environment: `grep -l` over
@@ -159,7 +168,7 @@ export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
 start moto python3 -m moto.server -H 127.0.0.1 -p "$s3_port"
-wait_http "$AWS_ENDPOINT_URL/moto-api/" "moto's S3 server" "$work_dir/logs/moto.log"
+wait_until "moto's S3 server did not answer" "$work_dir/logs/moto.log" answers "$AWS_ENDPOINT_URL/moto-api/"
 python3 - "$bucket" <<'EOF'
 import os, sys, boto3
 boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket=sys.argv[1])
@@ -168,7 +177,8 @@ lake="s3://$bucket/lake"
 
 start scheduler "$bin_dir/fxpipe-scheduler" \
     --bind-host 127.0.0.1 --external-host 127.0.0.1 --bind-port "$scheduler_port"
-wait_http "http://127.0.0.1:$scheduler_port/api/version" "the scheduler" "$work_dir/logs/scheduler.log"
+wait_until "the scheduler did not answer" "$work_dir/logs/scheduler.log" \
+    answers "http://127.0.0.1:$scheduler_port/api/version"
 cluster="df://127.0.0.1:$scheduler_port"
 
 for ((n = 0; n < executors; n++)); do
@@ -180,14 +190,8 @@ for ((n = 0; n < executors; n++)); do
         --bind-health-port "${ports[5 + 3 * n]}" \
         --work-dir "$work_dir/executor-$n" --vcores "$vcores"
 done
-deadline=$((SECONDS + 60))
-until [ "$(curl -s --max-time 2 "http://127.0.0.1:$scheduler_port/api/executors" | grep -o '"id"' | wc -l)" -ge "$executors" ]; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        echo "up.sh: the executors did not register within 60 s; logs in $work_dir/logs" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
+wait_until "the executors did not register" "$work_dir/logs/executor-0.log" \
+    registered_executors_at_least "$executors"
 
 source=$rates
 if [ "$rates" = sample ]; then
@@ -199,18 +203,13 @@ if [ "$rates" = sample ]; then
 fi
 start ingester "$bin_dir/fxpipe" --lake "$lake" ingest --daemon --source "$source" \
     --http "127.0.0.1:$ingester_port"
-wait_http "http://127.0.0.1:$ingester_port/healthz" "the ingester" "$work_dir/logs/ingester.log"
+healthz="http://127.0.0.1:$ingester_port/healthz"
 if [ "$rates" = sample ]; then
     # Its first catch-up stores the last 7 days: then /healthz says 200.
-    deadline=$((SECONDS + 60))
-    until curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$ingester_port/healthz"; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "up.sh: the ingester stored no rates within 60 s; its log:" >&2
-            tail -n 20 "$work_dir/logs/ingester.log" >&2 || true
-            exit 1
-        fi
-        sleep 0.5
-    done
+    wait_until "the ingester stored no rates" "$work_dir/logs/ingester.log" healthy "$healthz"
+else
+    # A remote source may be slow or unreachable: the ingester retries on its own.
+    wait_until "the ingester did not answer" "$work_dir/logs/ingester.log" answers "$healthz"
 fi
 
 cat <<EOF
