@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -198,7 +199,17 @@ fn up_runs_a_cluster_job_on_s3_and_ctrl_c_leaves_nothing_behind() {
         std::fs::write(home.path().join(name), "").unwrap();
     }
     let work_dir = home.path().join("work");
-    let mut script = Command::new("bash")
+    let mut command = Command::new("bash");
+    // A shell ignores SIGINT in what it starts in the background (POSIX), and an ignored
+    // signal stays ignored through exec: bash could not trap it. The test may run under such a
+    // shell, a user at a terminal does not: start the script with SIGINT's default action.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut script = command
         .arg(SCRIPT)
         .args(["--executors", "2", "--bin-dir", bin_dir.to_str().unwrap()])
         .args(["--work-dir", work_dir.to_str().unwrap()])

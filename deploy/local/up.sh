@@ -8,6 +8,9 @@
 #   deploy/local/up.sh                       # 2 executors, sample rates for the last 14 days
 #   deploy/local/up.sh --executors 3 --rates ecb
 #
+# Started in the background of a non-interactive shell (`up.sh &`), it cannot see SIGINT (the
+# shell ignores it for background jobs, for good): stop it with SIGTERM then.
+#
 # The lake lives in moto's memory: it is gone when the script stops. The S3 credentials are
 # moto's documented dummies ("testing"); moto accepts any, and no real key is ever needed here.
 set -euo pipefail
