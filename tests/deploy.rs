@@ -232,7 +232,7 @@ fn ec2_units_run_sandboxed_from_an_environment_file_and_restart_within_limits() 
 // ---------------------------------------------------------------------------------------- EMR
 
 /// The environment of an AWS tool talking to moto: dummy credentials, nothing of this machine's.
-fn aws_env(command: &mut Command, home: &Path) -> &mut Command {
+fn aws_env<'a>(command: &'a mut Command, home: &Path) -> &'a mut Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("AWS_") {
             command.env_remove(name);
