@@ -352,12 +352,10 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
         cluster["Ec2InstanceAttributes"]["IamInstanceProfile"],
         "fxpipe-emr-node"
     );
-    let actions = &aws_json(
-        &moto,
-        home.path(),
-        &["emr", "list-bootstrap-actions", "--cluster-id", &cluster_id],
-    )["BootstrapActions"];
+    // (AWS CLI v1 has no list-bootstrap-actions; describe-cluster carries them.)
+    let actions = &cluster["BootstrapActions"];
     assert_eq!(actions.as_array().map(Vec::len), Some(1), "{actions}");
+    assert_eq!(actions[0]["Name"], "fxpipe-node");
     assert_eq!(
         actions[0]["ScriptPath"],
         "s3://bank-lake/fxpipe/bin/bootstrap.sh"
@@ -527,10 +525,13 @@ fn emr_bootstrap_installs_and_enables_the_role_of_each_node() {
         let unit = std::fs::read_to_string(&unit_file).unwrap();
         verify_units(&[(unit_name.as_str(), unit.clone())], &bin);
         assert_exposure(&unit_file);
-        assert!(
-            root.join("etc/systemd/system/multi-user.target.wants")
-                .join(&unit_name)
-                .exists(),
+        // Enabled: the link systemctl makes, pointing inside the node's own root.
+        let link = root
+            .join("etc/systemd/system/multi-user.target.wants")
+            .join(&unit_name);
+        assert_eq!(
+            std::fs::read_link(&link).ok(),
+            Some(Path::new("/etc/systemd/system").join(&unit_name)),
             "{unit_name} not enabled in {}",
             root.display()
         );
