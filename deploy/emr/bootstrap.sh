@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# EMR bootstrap action for an fxpipe cluster: runs on every node before it joins, installs the
+# fxpipe binaries from S3, and starts the node's role as a systemd service:
+#   primary node (isMaster)      -> fxpipe-scheduler on port 50050
+#   core and task nodes          -> fxpipe-executor, one task slot per core (nproc)
+#
+#   Args: s3://BUCKET/PREFIX/ (where create-cluster.sh put fxpipe, fxpipe-scheduler and
+#         fxpipe-executor) and the lake's region.
+#
+# Credentials: `aws s3 cp` and the services use the cluster's EC2 instance profile; no key is
+# written anywhere. The role is read from EMR's own node metadata, not guessed from host names.
+#
+# Overridable for tests (defaults are EMR's paths): FXPIPE_ROOT (the file system root the
+# files go under), FXPIPE_INSTANCE_JSON, FXPIPE_JOB_FLOW_JSON, FXPIPE_NPROC.
+set -euo pipefail
+
+binaries=${1:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION}
+region=${2:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION}
+root=${FXPIPE_ROOT:-/}
+instance_json=${FXPIPE_INSTANCE_JSON:-/mnt/var/lib/info/instance.json}
+job_flow_json=${FXPIPE_JOB_FLOW_JSON:-/mnt/var/lib/info/job-flow.json}
+cores=${FXPIPE_NPROC:-$(nproc)}
+
+# Bootstrap actions run as the `hadoop` user, which has password-less sudo.
+sudo=()
+[ "$(id -u)" = 0 ] || sudo=(sudo)
+
+# A JSON field without jq (not on every EMR image): python3 is on all of them.
+json_field() {
+    python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$1" "$2"
+}
+
+is_master=$(json_field "$instance_json" isMaster)
+instance_role=$(json_field "$instance_json" instanceRole)
+case "$is_master:$instance_role" in
+    True:*) role=scheduler ;;
+    False:core | False:task | False:Core | False:Task) role=executor ;;
+    *)
+        echo "bootstrap.sh: unexpected node in $instance_json: isMaster=$is_master instanceRole=$instance_role" >&2
+        exit 1
+        ;;
+esac
+
+bin_dir="${root%/}/usr/local/bin"
+unit_dir="${root%/}/etc/systemd/system"
+env_dir="${root%/}/etc/fxpipe"
+"${sudo[@]}" install -d -m 0755 "$bin_dir" "$unit_dir"
+"${sudo[@]}" install -d -m 0755 "$env_dir"
+
+download=$(mktemp -d)
+trap 'rm -rf "$download"' EXIT
+for binary in fxpipe "fxpipe-$role"; do
+    aws s3 cp --only-show-errors "${binaries%/}/$binary" "$download/$binary"
+    "${sudo[@]}" install -m 0755 "$download/$binary" "$bin_dir/$binary"
+done
+
+# Settings shared by both roles' units. No credentials: the instance profile provides them.
+{
+    echo "AWS_REGION=$region"
+    echo "RUST_LOG=info"
+    if [ "$role" = executor ]; then
+        # The primary's private name, which EMR writes on every node before bootstrap runs.
+        echo "FXPIPE_SCHEDULER_HOST=${FXPIPE_SCHEDULER_HOST:-$(json_field "$job_flow_json" masterPrivateDnsName)}"
+    fi
+} >"$download/cluster.env"
+"${sudo[@]}" install -m 0644 "$download/cluster.env" "$env_dir/cluster.env"
+
+# The sandbox of deploy/ec2's units (tests/deploy.rs checks they agree), with a dynamic user:
+# nothing to add to /etc/passwd on a node that lives as long as the cluster.
+sandbox() {
+    cat <<'EOF'
+DynamicUser=yes
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateUsers=yes
+PrivateMounts=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+ProcSubset=pid
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+RemoveIPC=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged
+SystemCallErrorNumber=EPERM
+CapabilityBoundingSet=
+AmbientCapabilities=
+DevicePolicy=closed
+UMask=0077
+EOF
+}
+
+unit="fxpipe-$role.service"
+if [ "$role" = scheduler ]; then
+    exec_start="/usr/local/bin/fxpipe-scheduler --bind-host 0.0.0.0 --bind-port 50050"
+    extra=""
+else
+    # One slot per core of this node (fleets mix instance sizes). No --external-host: the
+    # scheduler uses the address the executor connects from, the node's private IP.
+    exec_start="/usr/local/bin/fxpipe-executor --scheduler-host \${FXPIPE_SCHEDULER_HOST} --scheduler-port 50050 --bind-host 0.0.0.0 --bind-port 50051 --bind-grpc-port 50052 --vcores $cores --work-dir /var/cache/fxpipe-executor"
+    # Shuffle files; /var/cache is on the node's instance store or EBS root on EMR.
+    extra=$'CacheDirectory=fxpipe-executor\nCacheDirectoryMode=0700'
+fi
+{
+    cat <<EOF
+# Written by fxpipe's EMR bootstrap action (deploy/emr/bootstrap.sh) for this node's role.
+[Unit]
+Description=fxpipe cluster $role (Apache Ballista), EMR node
+Wants=network-online.target
+After=network-online.target
+# Nodes come up in any order: an executor started before the scheduler keeps retrying.
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+EnvironmentFile=/etc/fxpipe/cluster.env
+ExecStart=$exec_start
+Restart=always
+RestartSec=10s
+TimeoutStopSec=30s
+StandardOutput=journal
+StandardError=journal
+SyslogIdentifier=fxpipe-$role
+LimitNOFILE=65536
+EOF
+    [ -z "$extra" ] || echo "$extra"
+    sandbox
+    printf '\n[Install]\nWantedBy=multi-user.target\n'
+} >"$download/$unit"
+"${sudo[@]}" install -m 0644 "$download/$unit" "$unit_dir/$unit"
+
+if [ "$root" = / ]; then
+    "${sudo[@]}" systemctl daemon-reload
+    "${sudo[@]}" systemctl enable --now "$unit"
+else
+    # A test root: enable it there (the symlink), start nothing.
+    systemctl --root="$root" enable "$unit" 2>/dev/null
+fi
+echo "bootstrap.sh: $unit installed and enabled (${cores} cores)"

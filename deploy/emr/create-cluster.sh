@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Creates an fxpipe cluster on EMR: instance fleets (instance-fleets.json), the bootstrap action
+# that installs and starts the scheduler and executors (bootstrap.sh), then adds the load and
+# normalize steps (steps.json). Prints the cluster id.
+#
+#   LAKE=s3://bank-lake/prod EXPORTS='s3://bank-lake/exports/2024-*.csv' \
+#   BINARIES=s3://bank-lake/fxpipe/bin/ LOGS=s3://bank-lake/emr-logs/ \
+#   SUBNETS=subnet-0abc,subnet-0def REGION=eu-west-1 \
+#   INSTANCE_PROFILE=fxpipe-emr-node deploy/emr/create-cluster.sh
+#
+# Upload the release binaries to BINARIES first (x86_64 Linux, `cargo build --release
+# --workspace`): fxpipe, fxpipe-scheduler, fxpipe-executor. This script uploads bootstrap.sh
+# next to them. Extra arguments go to every `aws` call (e.g. --profile, --endpoint-url).
+#
+# Credentials: the AWS CLI's own chain for these calls; on the nodes, only INSTANCE_PROFILE's
+# role (iam-policy.json), never a key. EMR_ROLE is EMR's service role.
+set -euo pipefail
+
+: "${LAKE:?LAKE=s3://bucket/prefix}" "${EXPORTS:?EXPORTS=s3://bucket/exports/*.csv}"
+: "${BINARIES:?BINARIES=s3://bucket/prefix/}" "${LOGS:?LOGS=s3://bucket/prefix/}"
+: "${SUBNETS:?SUBNETS=subnet-a,subnet-b (the fleets pick among them)}" "${REGION:?REGION=eu-west-1}"
+instance_profile=${INSTANCE_PROFILE:-fxpipe-emr-node}
+service_role=${EMR_ROLE:-EMR_DefaultRole_V2}
+release=${RELEASE:-emr-7.5.0}
+name=${NAME:-fxpipe}
+here=$(cd "$(dirname "$0")" && pwd)
+binaries=${BINARIES%/}
+
+# Steps with this deployment's lake and exports (@LAKE@, @EXPORTS@ in steps.json).
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 - "$here/steps.json" "$work/steps.json" "$LAKE" "$EXPORTS" <<'PY'
+import json, sys
+steps = json.load(open(sys.argv[1]))
+for step in steps:
+    step["Args"] = [a.replace("@LAKE@", sys.argv[3]).replace("@EXPORTS@", sys.argv[4]) for a in step["Args"]]
+json.dump(steps, open(sys.argv[2], "w"), indent=2)
+PY
+
+aws "$@" --region "$REGION" s3 cp --only-show-errors "$here/bootstrap.sh" "$binaries/bootstrap.sh"
+
+cluster_id=$(aws "$@" --region "$REGION" emr create-cluster \
+    --name "$name" \
+    --release-label "$release" \
+    --log-uri "$LOGS" \
+    --service-role "$service_role" \
+    --ec2-attributes "InstanceProfile=$instance_profile,SubnetIds=[$SUBNETS]" \
+    --instance-fleets "file://$here/instance-fleets.json" \
+    --bootstrap-actions "Path=$binaries/bootstrap.sh,Name=fxpipe-node,Args=[$binaries/,$REGION]" \
+    --tags "app=fxpipe" \
+    --no-auto-terminate \
+    --query ClusterId --output text)
+
+aws "$@" --region "$REGION" emr add-steps --cluster-id "$cluster_id" \
+    --steps "file://$work/steps.json" >/dev/null
+echo "$cluster_id"
