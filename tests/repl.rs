@@ -86,6 +86,7 @@ fn the_shell_runs_multi_line_statements_describes_tables_and_keeps_history() {
     term.line("SELECT 'still here' AS shell;");
     term.wait_for("still here");
 
+    term.wait_for_prompt(PROMPT);
     term.line("\\q");
     term.wait_for("[exited 0]");
     let kept = std::fs::read_to_string(&history).expect("history file written");
@@ -143,6 +144,7 @@ fn ctrl_c_cancels_the_running_query_not_the_shell() {
     term.line("SELECT 'kept' AS k;");
     let screen = term.wait_for("k\nkept");
     assert!(!screen.contains("dropped\n"), "{screen}");
+    term.wait_for_prompt(PROMPT);
     term.line("\\q");
     term.wait_for("[exited 0]");
 }
@@ -219,6 +221,7 @@ fn the_shell_runs_its_statements_on_a_cluster() {
         screen.contains(embedded.trim_end()),
         "the cluster's rows equal embedded ({embedded}):\n{screen}"
     );
+    term.wait_for_prompt(PROMPT);
     term.line("\\q");
     term.wait_for("[exited 0]");
     let jobs = cluster.http_get("/api/jobs").expect("the scheduler's jobs");

@@ -128,6 +128,22 @@ impl Terminal {
         }
     }
 
+    /// Waits until the screen's last line is the bare prompt: the program waits for input.
+    pub fn wait_for_prompt(&self, prompt: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if screen.lines().rev().find(|l| !l.trim().is_empty()) == Some(prompt) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no prompt {prompt:?}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn wait_for(&self, text: &str) -> String {
         self.wait_for_n(text, 1)
     }
