@@ -18,7 +18,7 @@ use fxpipe::storage::{delta, Lake, Table};
 use super::args::{GenCommand, OptimizeArgs, QuickstartArgs, VacuumArgs};
 use super::ingest::finish_ingest;
 use super::print::{self, Format, MaxRows};
-use super::progress::JobProgress;
+use super::progress;
 
 pub(crate) fn run_gen(command: &GenCommand) -> anyhow::Result<()> {
     match command {
@@ -52,12 +52,13 @@ pub(crate) async fn run_load(
     options: &LoadOptions,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let progress = JobProgress::start(engine, "load", quiet);
-    let report = load::load(engine, lake, files, options).await;
-    if let Some(progress) = progress {
-        progress.finish().await;
-    }
-    let report = report?;
+    let report = progress::during(
+        engine,
+        "load",
+        quiet,
+        load::load(engine, lake, files, options),
+    )
+    .await?;
     let saved = report::save(lake, "load", &report).await?;
     write!(print::stdout(), "{report}")?;
     outln!("  report: {saved}")?;
@@ -70,12 +71,13 @@ pub(crate) async fn run_normalize(
     options: &NormalizeOptions,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let progress = JobProgress::start(engine, "normalize", quiet);
-    let report = normalize::normalize(engine, lake, options).await;
-    if let Some(progress) = progress {
-        progress.finish().await;
-    }
-    let report = report?;
+    let report = progress::during(
+        engine,
+        "normalize",
+        quiet,
+        normalize::normalize(engine, lake, options),
+    )
+    .await?;
     let saved = report::save(lake, "normalize", &report).await?;
     write!(print::stdout(), "{report}")?;
     outln!("  output: {}", lake.table_url(Table::Processed))?;

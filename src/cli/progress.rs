@@ -81,6 +81,21 @@ impl JobProgress {
     }
 }
 
+/// Runs `job` with its progress shown (see [`JobProgress`]), cleared before the result returns.
+pub(crate) async fn during<T>(
+    engine: &Engine,
+    name: &'static str,
+    quiet: bool,
+    job: impl std::future::Future<Output = T>,
+) -> T {
+    let progress = JobProgress::start(engine, name, quiet);
+    let outcome = job.await;
+    if let Some(progress) = progress {
+        progress.finish().await;
+    }
+    outcome
+}
+
 /// Restyles the bar when the unit or the knowledge of the total changes.
 fn draw(bar: &ProgressBar, reading: &Reading, shape: &mut Option<(Unit, bool)>) {
     let now = (reading.unit, reading.total.is_some());

@@ -8,7 +8,7 @@
 //! [`super::progress`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use datafusion::common::stats::Precision;
 use datafusion::datasource::source::DataSourceExec;
@@ -35,7 +35,15 @@ pub struct Reading {
 pub struct Meter {
     bytes_done: AtomicU64,
     bytes_total: AtomicU64,
-    plan: Mutex<Option<Arc<dyn ExecutionPlan>>>,
+    running: Mutex<Option<Arc<Running>>>,
+}
+
+/// The plan now running, reduced to what a reading needs: its file scans, and the rows their
+/// statistics promise (computed at the first reading, then kept: it never changes).
+#[derive(Debug)]
+struct Running {
+    scans: Vec<Arc<dyn ExecutionPlan>>,
+    total: OnceLock<Option<u64>>,
 }
 
 impl Meter {
@@ -52,20 +60,39 @@ impl Meter {
 
     /// The physical plan now running (`None` when it ends).
     pub fn set_plan(&self, plan: Option<Arc<dyn ExecutionPlan>>) {
-        if let Ok(mut slot) = self.plan.lock() {
-            *slot = plan;
+        let running = plan.map(|plan| {
+            let mut scans = Vec::new();
+            file_scans(&plan, &mut scans);
+            Arc::new(Running {
+                scans,
+                total: OnceLock::new(),
+            })
+        });
+        if let Ok(mut slot) = self.running.lock() {
+            *slot = running;
         }
     }
 
     /// The progress now: the running plan's scans if a plan runs, else the bytes read.
     pub fn reading(&self) -> Option<Reading> {
-        let plan = self.plan.lock().ok().and_then(|slot| slot.clone());
-        if let Some(plan) = plan {
-            let mut scans = Scans::default();
-            scans.visit(plan.as_ref());
+        let running = self.running.lock().ok().and_then(|slot| slot.clone());
+        if let Some(running) = running {
+            let done = running
+                .scans
+                .iter()
+                .map(|scan| scan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64)
+                .sum();
+            let total = *running.total.get_or_init(|| {
+                running
+                    .scans
+                    .iter()
+                    .map(|scan| rows_promised(scan.as_ref()))
+                    .sum::<Option<u64>>()
+                    .filter(|total| *total > 0)
+            });
             return Some(Reading {
-                done: scans.rows,
-                total: scans.known.then_some(scans.total).filter(|t| *t > 0),
+                done,
+                total,
                 unit: Unit::Rows,
             });
         }
@@ -79,33 +106,24 @@ impl Meter {
     }
 }
 
-/// Rows the plan's file scans produced so far, and the rows their statistics promise.
-#[derive(Default)]
-struct Scans {
-    rows: u64,
-    total: u64,
-    /// Every scan's row count is known (exact or estimated).
-    known: bool,
-    seen: bool,
+/// The plan's file scans (the leaves that read data).
+fn file_scans(node: &Arc<dyn ExecutionPlan>, found: &mut Vec<Arc<dyn ExecutionPlan>>) {
+    if node.as_ref().downcast_ref::<DataSourceExec>().is_some() {
+        found.push(node.clone());
+        return;
+    }
+    for child in node.children() {
+        file_scans(child, found);
+    }
 }
 
-impl Scans {
-    fn visit(&mut self, node: &dyn ExecutionPlan) {
-        if node.downcast_ref::<DataSourceExec>().is_some() {
-            if !self.seen {
-                self.seen = true;
-                self.known = true;
-            }
-            self.rows += node.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
-            let statistics = StatisticsContext::new().compute(node, &StatisticsArgs::new());
-            match statistics.map(|s| s.num_rows) {
-                Ok(Precision::Exact(n) | Precision::Inexact(n)) => self.total += n as u64,
-                _ => self.known = false,
-            }
-            return;
-        }
-        for child in node.children() {
-            self.visit(child.as_ref());
-        }
+/// The rows a scan's statistics promise (exact or estimated); `None` when they do not say.
+fn rows_promised(scan: &dyn ExecutionPlan) -> Option<u64> {
+    match StatisticsContext::new()
+        .compute(scan, &StatisticsArgs::new())
+        .map(|s| s.num_rows)
+    {
+        Ok(Precision::Exact(n) | Precision::Inexact(n)) => Some(n as u64),
+        _ => None,
     }
 }
