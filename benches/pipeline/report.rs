@@ -1,0 +1,275 @@
+//! The benchmark's output: a markdown table (printed, and `benches/results/latest.md` for the
+//! README) and `benches/results/latest.json` with every run and the machine it ran on.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use super::measure::{Pacing, Samples};
+use super::{DataShape, SizeResult};
+
+/// Seconds as "median (fastest–slowest)" when there is more than one run.
+fn seconds_cell(samples: &Samples) -> String {
+    let median = samples.median_seconds();
+    match samples.0.len() {
+        0 | 1 => format!("{median:.2}"),
+        _ => {
+            let (min, max) = samples.range_seconds();
+            format!("{median:.2} ({min:.2}–{max:.2})")
+        }
+    }
+}
+
+/// fxpipe's time over the peer's: below 1 fxpipe is faster.
+fn ratio_cell(fxpipe: f64, peer: f64) -> String {
+    format!("**{:.2}×**", fxpipe / peer)
+}
+
+/// One row of the table: fxpipe's cells, then the peer's when there is one.
+struct Row {
+    step: String,
+    fxpipe: [String; 3],
+    peer: Option<[String; 4]>,
+}
+
+fn dash() -> [String; 4] {
+    std::array::from_fn(|_| "—".to_string())
+}
+
+fn fxpipe_cells(samples: &Samples, units: u64, unit: &str) -> [String; 3] {
+    [
+        seconds_cell(samples),
+        format!("{:.0} {unit}", units as f64 / samples.median_seconds()),
+        format!("{:.0}", samples.median_peak_rss_mb()),
+    ]
+}
+
+fn peer_cells(step: &str, fxpipe: &Samples, peer: &Samples) -> [String; 4] {
+    [
+        step.to_string(),
+        seconds_cell(peer),
+        ratio_cell(fxpipe.median_seconds(), peer.median_seconds()),
+        format!("{:.0}", peer.median_peak_rss_mb()),
+    ]
+}
+
+fn rows_of(size: &SizeResult, days: u64, peers: bool) -> Vec<Row> {
+    let rows = size.rows;
+    let peer = |step: &str, fxpipe: &Samples, of: fn(&super::PeerResult) -> &Samples| {
+        peers.then(|| match &size.peer {
+            Some(p) => peer_cells(step, fxpipe, of(p)),
+            None => dash(),
+        })
+    };
+    let mut table = vec![
+        Row {
+            step: format!("ingest ({days} days)"),
+            fxpipe: fxpipe_cells(&size.ingest, days, "days/s"),
+            peer: peers.then(dash),
+        },
+        Row {
+            step: "load".to_string(),
+            fxpipe: fxpipe_cells(&size.load, rows, "rows/s"),
+            peer: peer("copy CSV → Parquet", &size.load, |p| &p.copy),
+        },
+        Row {
+            step: "normalize".to_string(),
+            fxpipe: fxpipe_cells(&size.normalize, rows, "rows/s"),
+            peer: peer("normalize (DOUBLE math)", &size.normalize, |p| &p.normalize),
+        },
+    ];
+    if let Some((run, executors_mb)) = &size.cluster {
+        let embedded = size.normalize.median_seconds();
+        table.push(Row {
+            step: format!(
+                "normalize on a loopback cluster (scheduler + 2 executors, 1 run, {:.2}× embedded)",
+                run.seconds / embedded
+            ),
+            fxpipe: [
+                format!("{:.2}", run.seconds),
+                format!("{:.0} rows/s", rows as f64 / run.seconds),
+                format!(
+                    "{:.0} client, {executors_mb:.0} per executor",
+                    run.peak_rss_mb
+                ),
+            ],
+            peer: peers.then(dash),
+        });
+    }
+    table.push(total_row(size, peers));
+    table
+}
+
+/// load + normalize, from the medians, against copy + normalize.
+fn total_row(size: &SizeResult, peers: bool) -> Row {
+    let fxpipe = size.load.median_seconds() + size.normalize.median_seconds();
+    let rss = size
+        .load
+        .median_peak_rss_mb()
+        .max(size.normalize.median_peak_rss_mb());
+    let peer = size.peer.as_ref().map(|p| {
+        let seconds = p.copy.median_seconds() + p.normalize.median_seconds();
+        let rss = p
+            .copy
+            .median_peak_rss_mb()
+            .max(p.normalize.median_peak_rss_mb());
+        [
+            "copy + normalize".to_string(),
+            format!("{seconds:.2}"),
+            ratio_cell(fxpipe, seconds),
+            format!("{rss:.0}"),
+        ]
+    });
+    Row {
+        step: "**load + normalize**".to_string(),
+        fxpipe: [
+            format!("{fxpipe:.2}"),
+            format!("{:.0} rows/s", size.rows as f64 / fxpipe),
+            format!("{rss:.0}"),
+        ],
+        peer: peers.then(|| peer.unwrap_or_else(dash)),
+    }
+}
+
+/// The markdown table of every size.
+pub fn table(sizes: &[SizeResult], shape: &DataShape, pacing: &Pacing, peers: bool) -> String {
+    let runs = pacing.runs;
+    let mut out =
+        format!("| rows | step | fxpipe s (median of {runs}) | throughput | fxpipe peak RSS MB |");
+    if peers {
+        out.push_str(" DuckDB step | DuckDB s | fxpipe / DuckDB | DuckDB peak RSS MB |");
+    }
+    out.push_str("\n|---:|---|---:|---:|---:|");
+    if peers {
+        out.push_str("---|---:|---:|---:|");
+    }
+    out.push('\n');
+    for size in sizes {
+        for row in rows_of(size, shape.rate_days(), peers) {
+            let cells = row.fxpipe.join(" | ");
+            out.push_str(&format!("| {} | {} | {cells} |", size.rows, row.step));
+            if let Some(peer) = row.peer {
+                out.push_str(&format!(" {} |", peer.join(" | ")));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn first_line_with(path: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    Some(line.split_once(':')?.1.trim().to_string())
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// The machine and source the numbers belong to.
+pub fn machine() -> Value {
+    let memory_gib = first_line_with("/proc/meminfo", "MemTotal")
+        .and_then(|kb| kb.trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "memory_gib": memory_gib,
+        "cpu": first_line_with("/proc/cpuinfo", "model name"),
+        "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "commit": git(&["rev-parse", "HEAD"]),
+        "uncommitted_changes": dirty,
+    })
+}
+
+fn samples_json(samples: &Samples) -> Value {
+    json!({
+        "seconds": samples.seconds(),
+        "median_seconds": samples.median_seconds(),
+        "peak_rss_mb": samples.peak_rss_mb(),
+        "median_peak_rss_mb": samples.median_peak_rss_mb(),
+    })
+}
+
+fn size_json(size: &SizeResult) -> Value {
+    let mut fxpipe = json!({
+        "ingest": samples_json(&size.ingest),
+        "load": samples_json(&size.load),
+        "normalize": samples_json(&size.normalize),
+    });
+    if let Some((run, executors_mb)) = &size.cluster {
+        fxpipe["normalize_loopback_cluster_one_run"] = json!({
+            "seconds": run.seconds,
+            "client_peak_rss_mb": run.peak_rss_mb,
+            "executor_peak_rss_mb": executors_mb,
+        });
+    }
+    let mut result = json!({ "rows": size.rows, "csv_bytes": size.csv_bytes, "fxpipe": fxpipe });
+    if let Some(peer) = &size.peer {
+        let mut copy = samples_json(&peer.copy);
+        copy["report"] = peer.copy_report.clone();
+        let mut normalize = samples_json(&peer.normalize);
+        normalize["report"] = peer.normalize_report.clone();
+        result["duckdb"] = json!({ "copy": copy, "normalize": normalize });
+        result["ratios"] = json!({
+            "load_over_duckdb_copy": size.load.median_seconds() / peer.copy.median_seconds(),
+            "normalize_over_duckdb_normalize":
+                size.normalize.median_seconds() / peer.normalize.median_seconds(),
+        });
+    }
+    result
+}
+
+/// Everything the run measured, with the machine, data shape and pacing.
+pub struct Results<'a> {
+    pub sizes: &'a [SizeResult],
+    pub shape: &'a DataShape,
+    pub pacing: &'a Pacing,
+    pub peers: Option<Value>,
+}
+
+impl Results<'_> {
+    fn json(&self) -> Value {
+        json!({
+            "machine": machine(),
+            "runs_per_step": self.pacing.runs,
+            "idle_seconds_before_each_run": self.pacing.idle.as_secs_f64(),
+            "data": self.shape.json(),
+            "peers": self.peers,
+            "sizes": self.sizes.iter().map(size_json).collect::<Vec<_>>(),
+        })
+    }
+
+    fn markdown(&self, table: &str) -> String {
+        let machine = machine();
+        let text = |key: &str| machine[key].as_str().unwrap_or("?").to_string();
+        let cores = machine["nproc"].as_u64().unwrap_or(0);
+        let memory = machine["memory_gib"].as_f64().unwrap_or(0.0);
+        format!(
+            "Measured {} on {cores} cores ({}), {memory} GiB, commit {}; {}.\n\n{table}",
+            text("date"),
+            text("cpu"),
+            text("commit").chars().take(10).collect::<String>(),
+            self.shape.describe(),
+        )
+    }
+
+    /// Writes `latest.json` and `latest.md` into `dir`.
+    pub fn write(&self, dir: &Path, table: &str) {
+        std::fs::create_dir_all(dir).expect("benches/results");
+        let json = serde_json::to_string_pretty(&self.json()).expect("results as JSON");
+        std::fs::write(dir.join("latest.json"), json + "\n").expect("write latest.json");
+        std::fs::write(dir.join("latest.md"), self.markdown(table)).expect("write latest.md");
+    }
+}
