@@ -150,7 +150,8 @@ pub async fn normalize(
         .config_mut()
         .options_mut()
         .execution
-        .batch_size = NORMALIZE_BATCH_ROWS;
+        .batch_size =
+        datafusion::common::config::ConfigNonZeroUsize::try_new(NORMALIZE_BATCH_ROWS)?;
     if !engine.register_table(lake, Table::Transactions).await? {
         return Err(JobError::MissingTable(
             "transactions",
