@@ -132,26 +132,22 @@ pub async fn normalize(
         ..Default::default()
     };
     let ctx = engine.ctx();
-    // The rate calendar (the build side of both joins) is small: broadcast it to every
-    // partition of the transactions instead of hash-repartitioning millions of rows twice.
-    // DataFusion cannot tell it is small (no row count after the unnest), so say so here.
-    ctx.state_ref()
-        .write()
-        .config_mut()
-        .options_mut()
-        .optimizer
-        .repartition_joins = false;
-    // Larger batches than DataFusion's 8192 rows: the writer splits every batch by year and
-    // month, so an 8192-row batch of five years reaches each of its ~60 partition writers as
-    // ~140 rows, and the Parquet writer's per-call cost dominated. With 32768 rows normalize
-    // took ~15% less time at 1M rows, for ~4% more memory (benches/README.md, findings).
-    ctx.state_ref()
-        .write()
-        .config_mut()
-        .options_mut()
-        .execution
-        .batch_size =
-        datafusion::common::config::ConfigNonZeroUsize::try_new(NORMALIZE_BATCH_ROWS)?;
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        // The rate calendar (the build side of both joins) is small: broadcast it to every
+        // partition of the transactions instead of hash-repartitioning millions of rows twice.
+        // DataFusion cannot tell it is small (no row count after the unnest), so say so here.
+        options.optimizer.repartition_joins = false;
+        // Larger batches than DataFusion's 8192 rows: the writer splits every batch by year
+        // and month, so an 8192-row batch of five years reaches each of its ~60 partition
+        // writers as ~140 rows, and the Parquet writer's per-call cost dominated. With 32768
+        // rows normalize took ~16% less time at 1M rows and ~20% at 10M, for 4-8% more memory
+        // (benches/README.md, findings).
+        options.execution.batch_size =
+            datafusion::common::config::ConfigNonZeroUsize::try_new(NORMALIZE_BATCH_ROWS)?;
+    }
     if !engine.register_table(lake, Table::Transactions).await? {
         return Err(JobError::MissingTable(
             "transactions",
