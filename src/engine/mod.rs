@@ -208,6 +208,12 @@ impl Engine {
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let task = Arc::new(frame.task_ctx());
         let physical = frame.create_physical_plan().await?;
+        // `RUST_LOG=fxpipe::engine=debug` shows what each job runs (the first thing to read when
+        // a job is slow).
+        tracing::debug!(
+            plan = %datafusion::physical_plan::displayable(physical.as_ref()).indent(true),
+            "physical plan"
+        );
         self.meter.set_plan(Some(physical.clone()));
         let outcome = datafusion::physical_plan::collect(physical, task).await;
         self.meter.set_plan(None);

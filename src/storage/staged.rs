@@ -43,6 +43,20 @@ const TARGET_FILE_BYTES: u64 = 128 << 20;
 /// lets a long write reach storage as it goes instead of at the end.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Rows per Parquet data page (the Parquet default is 20,000). A partitioned write keeps one
+/// open file per Hive partition in every task (normalize: 2 tasks x 60 months for five years),
+/// and each file's column writers hold their current page unencoded; at 20,000 rows those pages
+/// were ~300 MB of normalize's 1.2 GB at 10M rows. Smaller pages cost no time (measured).
+const PAGE_ROWS: usize = 8 * 1024;
+
+/// Bytes of a column chunk's dictionary before the writer falls back to plain encoding (the
+/// Parquet default is 1 MiB). Low-cardinality columns (accounts, currencies, dates, source
+/// files) stay far below it; high-cardinality ones (transaction details, amounts, line
+/// numbers) gain nothing from a dictionary, and with 1 MiB each of the open files above kept a
+/// large dictionary and its hash table: at 10M rows normalize took 7% longer, wrote 5% larger
+/// files and peaked ~200 MB higher than with this limit.
+const DICTIONARY_PAGE_BYTES: usize = 128 * 1024;
+
 /// The column delta-rs's scan fills with each row's data file (to find the files to remove).
 const FILE_COLUMN: &str = "__fxpipe_data_file";
 
@@ -54,7 +68,8 @@ fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
 }
 
 /// How fxpipe writes data files, wherever they are written (a load here, or a task of the
-/// write node): Snappy Parquet, row groups of [`ROW_GROUP_ROWS`], files rolled at
+/// write node): Snappy Parquet, row groups of [`ROW_GROUP_ROWS`], pages of [`PAGE_ROWS`],
+/// dictionaries up to [`DICTIONARY_PAGE_BYTES`], files rolled at
 /// [`TARGET_FILE_BYTES`], statistics as the table's configuration (`delta.dataSkipping…`)
 /// asks.
 pub(crate) fn writer_config(
@@ -74,6 +89,8 @@ pub(crate) fn writer_config(
             WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
                 .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .set_data_page_row_count_limit(PAGE_ROWS)
+                .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
                 .set_created_by(format!("fxpipe {}", env!("CARGO_PKG_VERSION")))
                 .build(),
         ),
