@@ -47,6 +47,17 @@ pub(crate) struct Cli {
     )]
     pub(crate) cluster: Option<String>,
 
+    /// Partitions of each stage on the cluster (each is one task). Default: the cores of the
+    /// executors registered when the job starts, as the scheduler reports them (16 when it
+    /// cannot say).
+    #[arg(
+        long,
+        global = true,
+        env = "FXPIPE_CLUSTER_PARTITIONS",
+        value_name = "N"
+    )]
+    pub(crate) cluster_partitions: Option<std::num::NonZeroUsize>,
+
     /// Currency every amount is converted to (any ISO 4217 code the rates carry).
     #[arg(long, global = true, env = "FXPIPE_BASE_CURRENCY", default_value = "SGD", value_parser = currency_code)]
     pub(crate) base_currency: String,

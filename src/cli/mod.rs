@@ -108,7 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(_) | Command::Normalize(_) | Command::Sql(_) | Command::Report(_)
     );
     let engine = match &cli.cluster {
-        Some(address) if on_cluster => Engine::cluster(address).await?,
+        Some(address) if on_cluster => Engine::cluster(address, cli.cluster_partitions).await?,
         Some(address) => {
             tracing::info!(%address, "this command runs in this process, not on the cluster");
             Engine::embedded()

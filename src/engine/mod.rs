@@ -59,6 +59,34 @@ pub fn stall_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(seconds.max(1))
 }
 
+/// Ballista's partitions per stage when the executors' cores are unknown.
+const BALLISTA_DEFAULT_PARTITIONS: usize = 16;
+
+/// Partitions per cluster stage: the registered executors' cores together, so one wave of
+/// tasks covers a stage. Each task costs ~27 ms to schedule and start (benches/README.md), and
+/// with Ballista's fixed 16 a normalize on a two-executor cluster ran 181 tasks, most of its
+/// time. With no answer (or no executor yet) it stays at Ballista's 16.
+async fn cluster_partitions(address: &str) -> usize {
+    match scheduler::status(address, std::time::Duration::from_secs(5)).await {
+        Ok(status) if status.vcores > 0 => status.vcores,
+        Ok(_) => {
+            tracing::warn!(
+                partitions = BALLISTA_DEFAULT_PARTITIONS,
+                "no executor has registered with the scheduler yet; stages get the default partitions"
+            );
+            BALLISTA_DEFAULT_PARTITIONS
+        }
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                partitions = BALLISTA_DEFAULT_PARTITIONS,
+                "cannot ask the scheduler for its executors' cores (--cluster-partitions sets them)"
+            );
+            BALLISTA_DEFAULT_PARTITIONS
+        }
+    }
+}
+
 /// Why an engine could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -126,7 +154,14 @@ impl Engine {
     /// The session is the embedded one's (exact decimal literals, `fx_convert`), with fxpipe's
     /// codecs; the scheduler is checked to be reachable here, so a wrong address fails at
     /// once, naming it.
-    pub async fn cluster(address: &str) -> Result<Self, EngineError> {
+    ///
+    /// Every stage runs in `partitions` tasks; by default as many as the executors have cores
+    /// (Ballista's own default is 16 whatever the cluster: on a small cluster most of a job's
+    /// time went to starting those tasks, see `cluster_partitions`).
+    pub async fn cluster(
+        address: &str,
+        partitions: Option<std::num::NonZeroUsize>,
+    ) -> Result<Self, EngineError> {
         use ballista::prelude::SessionContextExt;
         let host_port = host_port(address)?;
         tokio::time::timeout(
@@ -141,7 +176,14 @@ impl Engine {
             source,
         })?;
         let job_name = format!("fxpipe-{:016x}", rand::random::<u64>());
-        let mut config = node::session_config().set_str("ballista.job.name", &job_name);
+        let partitions = match partitions {
+            Some(partitions) => partitions.get(),
+            None => cluster_partitions(address).await,
+        };
+        tracing::debug!(partitions, "partitions per cluster stage");
+        let mut config = node::session_config()
+            .set_str("ballista.job.name", &job_name)
+            .with_target_partitions(partitions);
         config.options_mut().sql_parser.parse_float_as_decimal = true;
         let state = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)

@@ -17,6 +17,8 @@ pub struct SchedulerStatus {
     pub version: String,
     /// Executors registered and alive (`/api/executors`).
     pub executors: usize,
+    /// Their cores (task slots) together: how many partitions run at once.
+    pub vcores: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +30,14 @@ struct Version {
 struct Executor {
     #[allow(dead_code)]
     id: String,
+    /// Missing from older schedulers' answers: then the executor counts as one core.
+    #[serde(default)]
+    specification: Option<Specification>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Specification {
+    vcores: u32,
 }
 
 /// Asks the scheduler at `address` (`df://HOST:PORT`); each request gives up after `timeout`.
@@ -65,6 +75,10 @@ pub async fn status(address: &str, timeout: Duration) -> Result<SchedulerStatus,
     Ok(SchedulerStatus {
         version: version.version,
         executors: executors.len(),
+        vcores: executors
+            .iter()
+            .map(|e| e.specification.as_ref().map_or(1, |s| s.vcores.max(1)) as usize)
+            .sum(),
     })
 }
 
