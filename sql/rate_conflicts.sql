@@ -1,6 +1,6 @@
 -- Currencies and days with more than one distinct rate (at most 10 of them, for the message).
 -- normalize refuses to run on such a table: its as-of join would pick one rate arbitrarily.
--- Only the dates the run can use ($1 to $2, as in normalize.sql) are checked: a conflict in
+-- Only the dates the run can use ($1 to $2, as in rate_calendar.sql) are checked: a conflict in
 -- years no transaction needs cannot change a result.
 SELECT CAST(run_date AS VARCHAR) AS run_date, target_currency
 FROM rates

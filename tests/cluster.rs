@@ -92,6 +92,8 @@ fn normalize_on_the_cluster_equals_embedded() {
     }
     let report = lake.latest_report("normalize");
     assert_eq!(report["rows_written"], 9);
+    // The rate calendar went to the executors as a file, deleted when the job ended.
+    assert_eq!(lake.list("_scratch"), Vec::<String>::new());
     // The executors wrote the files, in parallel tasks, and the client committed them.
     // One task per core of the executors (2 executors x 2 vcores), not Ballista's 16.
     let tasks = report["write_tasks"].as_u64().unwrap();

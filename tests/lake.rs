@@ -242,3 +242,28 @@ fn independent_readers_agree_to_the_cent() {
     // deltalake (delta-rs for Python), DuckDB over the Hive folders, and exact Fractions.
     python("check_lake.py", &[lake.path().to_str().unwrap()]);
 }
+
+/// A cluster normalize broadcasts its rate calendar as a file under `_scratch/` and deletes it
+/// when it ends; a killed client leaves it, and vacuum deletes it once it is older than the
+/// retention (never a running job's: it is younger).
+#[test]
+fn vacuum_deletes_what_a_killed_cluster_job_left_in_scratch() {
+    let lake = Lake::new();
+    let left = lake.path().join("_scratch/0f1e2d-rate_calendar.parquet");
+    std::fs::create_dir_all(left.parent().unwrap()).unwrap();
+    std::fs::write(&left, b"PAR1").unwrap();
+    let kept = lake.run(&["vacuum", "--retention-hours", "1"]);
+    assert!(
+        kept.contains("_scratch/ (files of cluster jobs that did not end): deleted 0 files"),
+        "{kept}"
+    );
+    assert!(left.exists());
+    let dry = lake.run(&["vacuum", "--retention-hours", "0", "--dry-run"]);
+    assert!(
+        dry.contains("_scratch/0f1e2d-rate_calendar.parquet"),
+        "{dry}"
+    );
+    assert!(left.exists());
+    lake.run(&["vacuum", "--retention-hours", "0"]);
+    assert!(!left.exists());
+}

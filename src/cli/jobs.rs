@@ -180,6 +180,23 @@ pub(crate) async fn vacuum(lake: &Lake, args: &VacuumArgs) -> anyhow::Result<()>
             }
         }
     }
+    let files =
+        fxpipe::engine::broadcast::vacuum_scratch(lake, args.retention_hours, args.dry_run).await?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    outln!(
+        "{}/ (files of cluster jobs that did not end): {verb} {} files",
+        fxpipe::engine::broadcast::SCRATCH_PREFIX,
+        files.len()
+    )?;
+    if args.dry_run {
+        for file in &files {
+            outln!("  {file}")?;
+        }
+    }
     Ok(())
 }
 

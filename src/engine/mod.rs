@@ -5,6 +5,7 @@
 //! Jobs build the same plans for both, reading tables through the Delta log and writing them
 //! through the write node ([`write`]), whose files the client commits once.
 
+pub mod broadcast;
 pub mod codec;
 pub mod delta_files;
 pub mod functions;
@@ -284,6 +285,21 @@ impl Engine {
         &self.ctx
     }
 
+    /// The session of this process, even when plans run on a cluster: for small inputs a job
+    /// computes itself (see [`Engine::collect_here`]). It has the tables [`Engine::register_table`]
+    /// registered, at the same versions.
+    pub fn local_ctx(&self) -> &SessionContext {
+        &self.local
+    }
+
+    /// Runs `plan` (planned on [`Engine::local_ctx`]) in this process, never on the cluster.
+    pub async fn collect_here(
+        &self,
+        plan: LogicalPlan,
+    ) -> datafusion::error::Result<Vec<RecordBatch>> {
+        self.local.execute_logical_plan(plan).await?.collect().await
+    }
+
     /// The session state as delta-rs's writer wants it.
     pub fn session(&self) -> Arc<dyn Session> {
         Arc::new(self.local.state())
@@ -337,6 +353,19 @@ impl Engine {
             let _ = self.ctx.deregister_table(table.sql_name());
             self.ctx
                 .register_table(table.sql_name(), Arc::new(provider))
+                .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
+            // The same version in this process too, for what a job computes here
+            // (`collect_here`: normalize's rate calendar).
+            opened
+                .update_datafusion_session(&self.local.state())
+                .map_err(to_storage)?;
+            let local = opened
+                .table_provider()
+                .await
+                .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
+            let _ = self.local.deregister_table(table.sql_name());
+            self.local
+                .register_table(table.sql_name(), local)
                 .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
             debug!(table = table.sql_name(), version = ?opened.version(), "registered for the cluster");
             return Ok(version);

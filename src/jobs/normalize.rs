@@ -14,6 +14,7 @@ use datafusion::logical_expr::{cast, col, lit, Expr};
 use tracing::{info, info_span, warn, Instrument};
 
 use super::JobError;
+use crate::engine::broadcast::Broadcast;
 use crate::engine::tally::Tally;
 use crate::engine::write::{WriteNode, WriteTarget, Written};
 use crate::engine::Engine;
@@ -23,6 +24,7 @@ use crate::storage::staged::{self, Replace};
 use crate::storage::{Lake, Table};
 
 const NORMALIZE_SQL: &str = include_str!("../../sql/normalize.sql");
+const RATE_CALENDAR_SQL: &str = include_str!("../../sql/rate_calendar.sql");
 const RATE_CONFLICTS_SQL: &str = include_str!("../../sql/rate_conflicts.sql");
 
 /// The longest `--max-rate-age`: a year (a leap year's 366 days). Older rates are not a
@@ -181,19 +183,72 @@ pub async fn normalize(
     }
     let (rows_in, rate_dates) = rows_and_rate_dates(engine, transactions, options).await?;
     report.rows_in = rows_in;
-    let mut normalized = ctx.sql(NORMALIZE_SQL).await?.with_param_values(vec![
-        ScalarValue::Utf8(Some(options.base_currency.clone())),
-        ScalarValue::Int64(Some(i64::from(options.max_rate_age_days))),
-        rate_dates.0.clone(),
-        rate_dates.1.clone(),
-    ])?;
-    if let Some((from, to)) = options.months {
-        normalized = normalized.filter(months_between(from, to))?;
-    }
     check_one_rate_per_day(engine, &rate_dates).await?;
+    let calendar = rate_calendar(engine, lake, options, &rate_dates).await?;
     report
         .stage_ms
         .insert("plan", started.elapsed().as_millis() as u64);
+    let result = convert_and_commit(engine, lake, options, &mut report).await;
+    calendar.remove(engine).await;
+    result?;
+    report
+        .stage_ms
+        .insert("total", started.elapsed().as_millis() as u64);
+    info!(
+        rows = report.rows_written,
+        unconverted = report.unconverted,
+        tasks = report.write_tasks,
+        files = report.files_written,
+        "normalized"
+    );
+    Ok(report)
+}
+
+/// The rate calendar of `sql/rate_calendar.sql`, computed here (from the rates of the dates
+/// the transactions can use) and registered as `rate_calendar` for the join: see
+/// [`crate::engine::broadcast`].
+async fn rate_calendar(
+    engine: &Engine,
+    lake: &Lake,
+    options: &NormalizeOptions,
+    (first, last): &(ScalarValue, ScalarValue),
+) -> Result<Broadcast, JobError> {
+    let calendar = engine
+        .local_ctx()
+        .sql(RATE_CALENDAR_SQL)
+        .await?
+        .with_param_values(vec![
+            ScalarValue::Utf8(Some(options.base_currency.clone())),
+            ScalarValue::Int64(Some(i64::from(options.max_rate_age_days))),
+            first.clone(),
+            last.clone(),
+        ])?;
+    let schema = Arc::new(calendar.schema().as_arrow().clone());
+    let batches = engine
+        .collect_here(calendar.into_unoptimized_plan())
+        .instrument(info_span!("rate calendar"))
+        .await?;
+    Ok(engine
+        .broadcast(lake, "rate_calendar", schema, batches)
+        .await?)
+}
+
+/// Joins the transactions with the registered rate calendar, writes the processed table's
+/// files and commits them (or deletes them when the counts refuse the result).
+async fn convert_and_commit(
+    engine: &Engine,
+    lake: &Lake,
+    options: &NormalizeOptions,
+    report: &mut NormalizeReport,
+) -> Result<(), JobError> {
+    let mut normalized = engine
+        .ctx()
+        .sql(NORMALIZE_SQL)
+        .await?
+        .with_param_values(vec![ScalarValue::Utf8(Some(options.base_currency.clone()))])?;
+    if let Some((from, to)) = options.months {
+        normalized = normalized.filter(months_between(from, to))?;
+    }
 
     // The write node writes the files in as many tasks as there are partitions (here or on
     // the executors); this process checks their tallies, then commits them once.
@@ -216,13 +271,13 @@ pub async fn normalize(
         .instrument(info_span!("write processed"))
         .await?;
     let written = Written::from_batches(&batches)?;
-    fill(&written.tally, &mut report);
+    fill(&written.tally, report);
     report.files_written = written.adds.len() as u64;
     report.write_tasks = written.tasks as u64;
     let refusal = if options.strict && report.unconverted > 0 {
         Some(JobError::Unconverted {
             count: report.unconverted,
-            detail: unconverted_detail(&report),
+            detail: unconverted_detail(report),
         })
     } else if report.rows_written != report.rows_in {
         Some(JobError::Invalid(format!(
@@ -269,17 +324,7 @@ pub async fn normalize(
     report
         .stage_ms
         .insert("commit", commit.elapsed().as_millis() as u64);
-    report
-        .stage_ms
-        .insert("total", started.elapsed().as_millis() as u64);
-    info!(
-        rows = report.rows_written,
-        unconverted = report.unconverted,
-        tasks = written.tasks,
-        files = written.adds.len(),
-        "normalized"
-    );
-    Ok(report)
+    Ok(())
 }
 
 /// The months `from..=to` as a replacement: by partition value, and as SQL for the log.
@@ -333,10 +378,11 @@ async fn check_one_rate_per_day(
     engine: &Engine,
     (first, last): &(ScalarValue, ScalarValue),
 ) -> Result<(), JobError> {
+    // In this process, like the rate calendar: the rates of a run's dates are small.
     let conflicts = engine
-        .collect(
+        .collect_here(
             engine
-                .ctx()
+                .local_ctx()
                 .sql(RATE_CONFLICTS_SQL)
                 .await?
                 .with_param_values(vec![first.clone(), last.clone()])?
@@ -518,18 +564,32 @@ mod tests {
         ctx.register_udf(crate::engine::functions::FxConvert::udf());
         ctx.sql(RATES).await?.collect().await?;
         ctx.sql(TRANSACTIONS).await?.collect().await?;
-        let frame = ctx.sql(NORMALIZE_SQL).await?.with_param_values(vec![
+        // As the job does: the calendar once, registered, then the join.
+        let calendar = ctx.sql(RATE_CALENDAR_SQL).await?.with_param_values(vec![
             ScalarValue::Utf8(Some("SGD".to_string())),
             ScalarValue::Int64(Some(age)),
             ScalarValue::Date32(Some(first)),
             ScalarValue::Date32(Some(last)),
         ])?;
-        let plan = frame.clone().into_optimized_plan()?;
-        let shown = plan.display_indent_schema().to_string();
-        assert!(
-            !shown.contains("Float"),
-            "normalize plans a float:\n{shown}"
-        );
+        let frame_plans = |plan: datafusion::logical_expr::LogicalPlan, what: &str| {
+            let shown = plan.display_indent_schema().to_string();
+            assert!(!shown.contains("Float"), "{what} plans a float:\n{shown}");
+        };
+        frame_plans(calendar.clone().into_optimized_plan()?, "the rate calendar");
+        let schema = Arc::new(calendar.schema().as_arrow().clone());
+        let batches = calendar.collect().await?;
+        ctx.register_table(
+            "rate_calendar",
+            Arc::new(datafusion::datasource::MemTable::try_new(
+                schema,
+                vec![batches],
+            )?),
+        )?;
+        let frame = ctx
+            .sql(NORMALIZE_SQL)
+            .await?
+            .with_param_values(vec![ScalarValue::Utf8(Some("SGD".to_string()))])?;
+        frame_plans(frame.clone().into_optimized_plan()?, "normalize");
         let batches = frame
             .sort(vec![col("source_line").sort(true, false)])?
             .select(vec![
