@@ -4,9 +4,8 @@
 //! for five years) is the build side of both of its joins. Left inside the plan it was computed
 //! twice (DataFusion inlines a CTE at each use), and on a cluster its window and joins were ten
 //! shuffle stages of their own, most of the job's time. Computed once here from the rates
-//! table, it is a `MemTable` embedded, and one Parquet file in the lake on a cluster: every task
-//! reads it whole, and a single small file is a single partition, so the joins build from it
-//! without a shuffle.
+//! table, it is a `MemTable` embedded, and one Parquet file in the lake on a cluster, scanned as
+//! one partition that every task reads whole, so the joins build from it without a shuffle.
 
 use std::sync::Arc;
 
@@ -17,10 +16,10 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::prelude::ParquetReadOptions;
 use object_store::path::Path as StorePath;
 use object_store::ObjectStoreExt;
 
+use super::delta_files::{DeltaFiles, DeltaFilesTable};
 use super::Engine;
 use crate::storage::Lake;
 
@@ -65,11 +64,17 @@ impl Engine {
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .build();
-        let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(properties))?;
+        let mut writer = ArrowWriter::try_new(&mut bytes, schema.clone(), Some(properties))?;
         for batch in &batches {
             writer.write(batch)?;
         }
         writer.close()?;
+        let size = bytes.len() as u64;
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let memory = batches
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum();
         lake.put(&relative, bytes)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -77,15 +82,13 @@ impl Engine {
             name: name.to_string(),
             file: Some((lake.clone(), relative.clone())),
         };
-        let registered = self
-            .ctx
-            .register_parquet(
-                name,
-                lake.url_of(&relative).as_str(),
-                ParquetReadOptions::default(),
-            )
-            .await;
-        if let Err(error) = registered {
+        // Our Parquet scan (the codec carries it): one partition, never split.
+        let table = DeltaFilesTable::new(
+            DeltaFiles::broadcast(lake, name, &relative, size, (rows, memory)),
+            &schema,
+        )
+        .and_then(|table| self.ctx.register_table(name, Arc::new(table)));
+        if let Err(error) = table {
             broadcast.remove(self).await;
             return Err(error);
         }

@@ -12,14 +12,15 @@ use std::sync::Arc;
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DataFusionError, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
 use percent_encoding::percent_decode_str;
@@ -38,6 +39,16 @@ pub struct DeltaFiles {
     pub store_url: String,
     pub partition_columns: Vec<String>,
     pub files: Vec<DataFile>,
+    /// Read as one partition, never split into byte ranges: a small table every task reads
+    /// whole, as the build side of its joins (see [`super::broadcast`]). Split, it would need
+    /// a shuffle stage to gather it again.
+    #[serde(default)]
+    pub one_partition: bool,
+    /// Rows and in-memory bytes, when known exactly (a broadcast): Ballista makes a join
+    /// build from a side it knows to be small (`ballista.optimizer.broadcast_join_threshold_*`)
+    /// instead of shuffling both sides, and a scan without statistics is never known small.
+    #[serde(default)]
+    pub size: Option<(u64, u64)>,
 }
 
 /// One data file of the version.
@@ -122,7 +133,42 @@ impl DeltaFiles {
             store_url,
             partition_columns,
             files,
+            one_partition: false,
+            size: None,
         })
+    }
+
+    /// One Parquet file of the lake (`relative` to its root, `size` bytes) holding `rows` rows
+    /// of `bytes` in memory, read as one partition: a broadcast table.
+    pub fn broadcast(
+        lake: &Lake,
+        name: &str,
+        relative: &str,
+        size: u64,
+        (rows, bytes): (u64, u64),
+    ) -> Self {
+        let (store_url, _) = lake.root_store();
+        let mut store_url = store_url.to_string();
+        if store_url.starts_with("s3") {
+            store_url = store_url.trim_end_matches('/').to_string();
+        }
+        let path = percent_decode_str(lake.url_of(relative).path())
+            .decode_utf8_lossy()
+            .trim_start_matches('/')
+            .to_string();
+        Self {
+            table: name.to_string(),
+            version: 0,
+            store_url,
+            partition_columns: Vec::new(),
+            files: vec![DataFile {
+                path,
+                size,
+                partition_values: Vec::new(),
+            }],
+            one_partition: true,
+            size: Some((rows, bytes)),
+        }
     }
 }
 
@@ -199,7 +245,11 @@ impl TableProvider for DeltaFilesTable {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         // Spread the files over the session's partitions, largest first, each to the
         // lightest group, so tasks get similar amounts of data.
-        let groups_wanted = state.config().target_partitions().max(1);
+        let groups_wanted = if self.files.one_partition {
+            1
+        } else {
+            state.config().target_partitions().max(1)
+        };
         let mut order: Vec<&DataFile> = self.files.files.iter().collect();
         order.sort_by_key(|f| std::cmp::Reverse(f.size));
         let mut groups: Vec<(u64, Vec<PartitionedFile>)> = Vec::new();
@@ -219,17 +269,30 @@ impl TableProvider for DeltaFilesTable {
                 .with_table_partition_cols(self.partition_fields.clone())
                 .build(),
         ));
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::parse(&self.files.store_url)?, source)
-                .with_file_groups(
-                    groups
-                        .into_iter()
-                        .map(|(_, files)| FileGroup::new(files))
-                        .collect(),
-                )
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+        let mut config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::parse(&self.files.store_url)?, source);
+        if let Some((rows, bytes)) = self.files.size {
+            let mut statistics = Statistics::new_unknown(&self.schema);
+            statistics.num_rows = Precision::Exact(rows as usize);
+            statistics.total_byte_size = Precision::Exact(bytes as usize);
+            config = config.with_statistics(statistics);
+        }
+        let config = config
+            .with_file_groups(
+                groups
+                    .into_iter()
+                    .map(|(_, files)| FileGroup::new(files))
+                    .collect(),
+            )
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            // A declared partitioning is one DataFusion's optimizer does not split.
+            .with_output_partitioning(
+                self.files
+                    .one_partition
+                    .then_some(Partitioning::UnknownPartitioning(1)),
+            )
+            .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }
