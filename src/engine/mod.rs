@@ -330,11 +330,21 @@ impl Engine {
         lake: &Lake,
         table: Table,
     ) -> Result<Option<u64>, StorageError> {
+        let opened = self.register_table_opened(lake, table).await?;
+        // delta::open loads the table, so it has a version; 0 is never shown for a missing one.
+        Ok(opened.map(|opened| opened.version().unwrap_or_default()))
+    }
+
+    /// Registers one table and returns it as delta-rs opened it (its log at the version
+    /// registered), for what the log alone can tell (`None`: no such table yet).
+    pub async fn register_table_opened(
+        &self,
+        lake: &Lake,
+        table: Table,
+    ) -> Result<Option<deltalake::DeltaTable>, StorageError> {
         let Some(opened) = delta::open(lake, table).await? else {
             return Ok(None);
         };
-        // delta::open loads the table, so it has a version; 0 is never shown for a missing one.
-        let version = Some(opened.version().unwrap_or_default());
         let to_storage = |source| StorageError::Delta {
             table: table.sql_name().to_string(),
             source,
@@ -368,7 +378,7 @@ impl Engine {
                 .register_table(table.sql_name(), local)
                 .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
             debug!(table = table.sql_name(), version = ?opened.version(), "registered for the cluster");
-            return Ok(version);
+            return Ok(Some(opened));
         }
         opened
             .update_datafusion_session(&self.ctx.state())
@@ -383,7 +393,7 @@ impl Engine {
             .register_table(table.sql_name(), provider)
             .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
         debug!(table = table.sql_name(), version = ?opened.version(), "registered");
-        Ok(version)
+        Ok(Some(opened))
     }
 }
 

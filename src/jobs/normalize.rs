@@ -150,12 +150,15 @@ pub async fn normalize(
         options.execution.batch_size =
             datafusion::common::config::ConfigNonZeroUsize::try_new(NORMALIZE_BATCH_ROWS)?;
     }
-    if !engine.register_table(lake, Table::Transactions).await? {
+    let Some(transactions_log) = engine
+        .register_table_opened(lake, Table::Transactions)
+        .await?
+    else {
         return Err(JobError::MissingTable(
             "transactions",
             "run `fxpipe load FILE.csv` first",
         ));
-    }
+    };
     if !engine.register_table(lake, Table::Rates).await? {
         return Err(JobError::MissingTable(
             "rates",
@@ -181,7 +184,20 @@ pub async fn normalize(
             .between(lit(from.key()), lit(to.key())),
         )?;
     }
-    let (rows_in, rate_dates) = rows_and_rate_dates(engine, transactions, options).await?;
+    let counted = match options.months {
+        None => counted_in_log(&transactions_log, options).await?,
+        Some(_) => None,
+    };
+    let (rows_in, rate_dates) = match counted {
+        Some(counted) => {
+            info!(
+                rows = counted.0,
+                "transactions counted from the Delta log's statistics"
+            );
+            counted
+        }
+        None => rows_and_rate_dates(engine, transactions, options).await?,
+    };
     report.rows_in = rows_in;
     check_one_rate_per_day(engine, &rate_dates).await?;
     let calendar = rate_calendar(engine, lake, options, &rate_dates).await?;
@@ -403,6 +419,79 @@ async fn check_one_rate_per_day(
     Err(JobError::Invalid(format!(
         "the rates table has different rates for the same currency and day ({}); re-ingest those dates with `fxpipe ingest` so each has one rate",
         found.join(", ")
+    )))
+}
+
+/// What [`rows_and_rate_dates`] computes, read from the Delta log's per-file statistics
+/// (`numRecords`, `nullCount`, `minValues`, `maxValues` of `value_date`) instead of a pass over
+/// the data: on a cluster that pass was a job of its own. `None` (so the pass runs) unless every
+/// file's statistics are there and exact: fxpipe's loads write them; another writer may not, and
+/// a deletion vector makes `numRecords` count deleted rows.
+async fn counted_in_log(
+    table: &deltalake::DeltaTable,
+    options: &NormalizeOptions,
+) -> Result<Option<(u64, (ScalarValue, ScalarValue))>, JobError> {
+    use futures::TryStreamExt;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Stats {
+        num_records: Option<u64>,
+        #[serde(default)]
+        null_count: std::collections::HashMap<String, serde_json::Value>,
+        #[serde(default)]
+        min_values: std::collections::HashMap<String, serde_json::Value>,
+        #[serde(default)]
+        max_values: std::collections::HashMap<String, serde_json::Value>,
+    }
+    let day = |value: Option<&serde_json::Value>| -> Option<i32> {
+        let date = chrono::NaiveDate::parse_from_str(value?.as_str()?, "%Y-%m-%d").ok()?;
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+        i32::try_from((date - epoch).num_days()).ok()
+    };
+    let (mut rows, mut first, mut last) = (0u64, None::<i32>, None::<i32>);
+    let mut files = table.get_active_add_actions_by_partitions(&[]);
+    while let Some(file) =
+        files
+            .try_next()
+            .await
+            .map_err(|source| crate::storage::StorageError::Delta {
+                table: Table::Transactions.sql_name().to_string(),
+                source,
+            })?
+    {
+        if file.deletion_vector_descriptor().is_some() {
+            return Ok(None);
+        }
+        let Some(stats) = file
+            .stats()
+            .and_then(|json| serde_json::from_str::<Stats>(&json).ok())
+        else {
+            return Ok(None);
+        };
+        let (Some(records), Some(nulls)) = (
+            stats.num_records,
+            stats.null_count.get("value_date").and_then(|n| n.as_u64()),
+        ) else {
+            return Ok(None);
+        };
+        rows += records;
+        if nulls < records {
+            let (Some(min), Some(max)) = (
+                day(stats.min_values.get("value_date")),
+                day(stats.max_values.get("value_date")),
+            ) else {
+                return Ok(None);
+            };
+            first = Some(first.map_or(min, |f| f.min(min)));
+            last = Some(last.map_or(max, |l| l.max(max)));
+        }
+    }
+    Ok(Some((
+        rows,
+        (
+            ScalarValue::Date32(first.map(|day| day - options.max_rate_age_days as i32)),
+            ScalarValue::Date32(last),
+        ),
     )))
 }
 
