@@ -222,6 +222,19 @@ fn the_shell_runs_its_statements_on_a_cluster() {
         "the cluster's rows equal embedded ({embedded}):\n{screen}"
     );
     term.wait_for_prompt(PROMPT);
+    // Once the job has ended its progress bar is gone, not ticking over the prompt (it did,
+    // and the prompt sometimes never showed).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let screen = term.screen();
+    let last = screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.starts_with(PROMPT),
+        "the prompt is not the last line:\n{screen}"
+    );
     term.line("\\q");
     term.wait_for("[exited 0]");
     let jobs = cluster.http_get("/api/jobs").expect("the scheduler's jobs");

@@ -102,18 +102,8 @@ impl Progress {
                 .build()
                 .unwrap_or_default(),
             seen: BTreeMap::new(),
-            bar: (show_bar && std::io::stderr().is_terminal()).then(|| {
-                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} cluster [{bar:30}] {pos}/{len} tasks {msg} ({elapsed} elapsed, {eta} left)",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner())
-                    .progress_chars("=> "),
-                );
-                bar.enable_steady_tick(Duration::from_millis(200));
-                bar
-            }),
+            show_bar: show_bar && std::io::stderr().is_terminal(),
+            bar: None,
             logged: None,
             guard: StallGuard {
                 stall,
@@ -140,6 +130,10 @@ struct Watcher {
     client: reqwest::Client,
     /// Jobs seen, and what they had done when last reported.
     seen: BTreeMap<String, (Job, Done)>,
+    /// A bar on the terminal (else log lines).
+    show_bar: bool,
+    /// The bar, only while one of the jobs runs: a bar left ticking between jobs would draw
+    /// over whatever comes next on the terminal (the SQL shell's prompt).
     bar: Option<ProgressBar>,
     logged: Option<Instant>,
     guard: StallGuard,
@@ -199,7 +193,7 @@ impl Watcher {
             }
         }
         self.poll(true).await;
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
         for (job, done) in self.seen.values() {
@@ -286,6 +280,9 @@ impl Watcher {
                 continue;
             }
             let line = format!("job {}: {done}", job.job_id);
+            if self.show_bar && !ended && self.bar.is_none() {
+                self.bar = Some(new_bar());
+            }
             match &self.bar {
                 Some(bar) => {
                     // Tasks of all stages: the bar fills as the job does, and its rate gives
@@ -297,6 +294,7 @@ impl Watcher {
                         done.stages, done.num_stages, job.job_id
                     ));
                 }
+                None if self.show_bar => {}
                 None => {
                     if self.logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                         self.logged = Some(Instant::now());
@@ -305,7 +303,30 @@ impl Watcher {
                 }
             }
         }
+        let running = self
+            .seen
+            .values()
+            .any(|(job, _)| !matches!(job.status.as_str(), "Completed" | "Failed"));
+        if !running {
+            if let Some(bar) = self.bar.take() {
+                bar.finish_and_clear();
+            }
+        }
     }
+}
+
+/// The bar of a running job's tasks.
+fn new_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} cluster [{bar:30}] {pos}/{len} tasks {msg} ({elapsed} elapsed, {eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
 }
 
 #[cfg(test)]
