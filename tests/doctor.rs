@@ -419,5 +419,9 @@ fn a_cluster_reports_its_executors() {
         line.contains(&format!("{} Ballista 55", cluster.address())),
         "{line}"
     );
-    assert!(line.ends_with(", 2 executors"), "{line}");
+    // 2 executors of 2 vcores each (tests/common/cluster.rs).
+    assert!(
+        line.ends_with(", 2 executors, 4 cores (partitions per stage unless --cluster-partitions)"),
+        "{line}"
+    );
 }

@@ -600,13 +600,14 @@ async fn check_cluster(address: Option<&str>, timeout: Duration) -> Check {
             "cluster",
             Status::Ok,
             format!(
-                "{address} Ballista {}, {} executor{}",
+                "{address} Ballista {}, {} executor{}, {} cores (partitions per stage unless --cluster-partitions)",
                 status.version,
                 status.executors,
-                if status.executors == 1 { "" } else { "s" }
+                if status.executors == 1 { "" } else { "s" },
+                status.vcores
             ),
         )
-        .data(json!({"executors": status.executors, "version": status.version})),
+        .data(json!({"executors": status.executors, "vcores": status.vcores, "version": status.version})),
         Err(why) => Check::fail(
             "cluster",
             format!("{address} unreachable: {why}"),
