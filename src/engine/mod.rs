@@ -44,6 +44,8 @@ pub struct Engine {
     rescues: Arc<AtomicUsize>,
     /// How far the running job has got, for a progress bar.
     meter: Arc<meter::Meter>,
+    /// Set by [`Engine::watch_progress`]: see [`Engine::settle_progress`].
+    settler: Arc<std::sync::OnceLock<progress::Settler>>,
 }
 
 /// How many times [`Engine::collect`] submits a stalled job again.
@@ -148,6 +150,7 @@ impl Engine {
             job_name: None,
             rescues: Arc::default(),
             meter: Arc::default(),
+            settler: Arc::default(),
         }
     }
 
@@ -200,19 +203,30 @@ impl Engine {
             job_name: Some(job_name),
             rescues: Arc::default(),
             meter: Arc::default(),
+            settler: Arc::default(),
         })
     }
 
     /// Follows this engine's jobs on the cluster (none when embedded); see [`progress`].
+    /// Takes the cluster's progress bar off the terminal before this process writes to it
+    /// between jobs (the SQL shell's prompt); nothing when no bar is watched.
+    pub async fn settle_progress(&self) {
+        if let Some(settler) = self.settler.get() {
+            settler.settle().await;
+        }
+    }
+
     pub fn watch_progress(&self, show_bar: bool) -> Option<progress::Progress> {
         let host_port = self.cluster.as_deref()?.strip_prefix("df://")?;
-        Some(progress::Progress::start(
+        let progress = progress::Progress::start(
             host_port,
             self.job_name.as_deref()?,
             stall_timeout(),
             self.rescues.clone(),
             show_bar,
-        ))
+        );
+        let _ = self.settler.set(progress.settler());
+        Some(progress)
     }
 
     /// Runs `plan` to the end and returns its rows. On a cluster, a job the progress watcher

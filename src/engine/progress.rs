@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -80,6 +80,25 @@ impl std::fmt::Display for Done {
 pub struct Progress {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    settle: Settler,
+}
+
+/// Asks a [`Progress`] to take its bar off the terminal now, and to draw none for the jobs
+/// that have started so far: what a command that writes to the terminal between jobs (the
+/// SQL shell, before each prompt) needs, since the bar is drawn from another task and would
+/// otherwise clear or overwrite what follows it.
+#[derive(Debug, Clone)]
+pub struct Settler(mpsc::UnboundedSender<oneshot::Sender<()>>);
+
+impl Settler {
+    /// Returns once the bar is off the terminal (or after a second, if the watcher is gone or
+    /// slow: a stray bar is better than a shell that hangs).
+    pub async fn settle(&self) {
+        let (done, settled) = oneshot::channel();
+        if self.0.send(done).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), settled).await;
+        }
+    }
 }
 
 impl Progress {
@@ -94,6 +113,7 @@ impl Progress {
         show_bar: bool,
     ) -> Self {
         let (stop, stopped) = oneshot::channel();
+        let (settle, settles) = mpsc::unbounded_channel();
         let watcher = Watcher {
             base: format!("http://{host_port}/api"),
             job_name: job_name.to_string(),
@@ -104,6 +124,7 @@ impl Progress {
             seen: BTreeMap::new(),
             show_bar: show_bar && std::io::stderr().is_terminal(),
             bar: None,
+            quiet: BTreeSet::new(),
             logged: None,
             guard: StallGuard {
                 stall,
@@ -113,8 +134,14 @@ impl Progress {
         };
         Self {
             stop,
-            task: tokio::spawn(watcher.run(stopped)),
+            task: tokio::spawn(watcher.run(stopped, settles)),
+            settle: Settler(settle),
         }
+    }
+
+    /// A handle that takes the bar off the terminal between jobs (see [`Settler`]).
+    pub fn settler(&self) -> Settler {
+        self.settle.clone()
     }
 
     /// Stops watching, after one last look that reports how each job ended.
@@ -135,6 +162,8 @@ struct Watcher {
     /// The bar, only while one of the jobs runs: a bar left ticking between jobs would draw
     /// over whatever comes next on the terminal (the SQL shell's prompt).
     bar: Option<ProgressBar>,
+    /// Jobs that get no bar: those started before the last [`Settler::settle`].
+    quiet: BTreeSet<String>,
     logged: Option<Instant>,
     guard: StallGuard,
 }
@@ -185,10 +214,18 @@ impl StallGuard {
 }
 
 impl Watcher {
-    async fn run(mut self, mut stopped: oneshot::Receiver<()>) {
+    async fn run(
+        mut self,
+        mut stopped: oneshot::Receiver<()>,
+        mut settles: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+    ) {
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
+                Some(done) = settles.recv() => {
+                    self.settle().await;
+                    let _ = done.send(());
+                }
                 _ = tokio::time::sleep(POLL) => self.poll(false).await,
             }
         }
@@ -203,6 +240,21 @@ impl Watcher {
                 "cluster job {}: {} ({done})",
                 job.job_id,
                 job.status.to_lowercase()
+            );
+        }
+    }
+
+    /// Takes the bar off the terminal; the jobs started so far (seen or not yet) get none.
+    async fn settle(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.quiet.extend(self.seen.keys().cloned());
+        if let Some(jobs) = self.get::<Vec<Job>>("/jobs").await {
+            self.quiet.extend(
+                jobs.into_iter()
+                    .filter(|j| j.job_name == self.job_name)
+                    .map(|j| j.job_id),
             );
         }
     }
@@ -280,10 +332,12 @@ impl Watcher {
                 continue;
             }
             let line = format!("job {}: {done}", job.job_id);
-            if self.show_bar && !ended && self.bar.is_none() {
+            let quiet = self.quiet.contains(&job.job_id);
+            if self.show_bar && !ended && !quiet && self.bar.is_none() {
                 self.bar = Some(new_bar());
             }
             match &self.bar {
+                Some(_) if quiet => {}
                 Some(bar) => {
                     // Tasks of all stages: the bar fills as the job does, and its rate gives
                     // the time left.

@@ -131,10 +131,14 @@ async fn run_text(text: &str, session: &Statements<'_>, settings: &Settings) {
         let outcome = tokio::select! {
             outcome = run => outcome,
             _ = tokio::signal::ctrl_c() => {
+                session.engine.settle_progress().await;
                 eprintln!("cancelled");
                 return;
             }
         };
+        // The cluster's progress bar is drawn by another task: off the terminal before the
+        // timing, an error or the next prompt, or it would clear or overwrite them.
+        session.engine.settle_progress().await;
         match outcome {
             Ok(rows) => {
                 if settings.timing {
