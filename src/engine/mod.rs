@@ -363,14 +363,24 @@ impl Engine {
             table: table.sql_name().to_string(),
             source,
         };
+        // delta-rs's own scan in this process (on a cluster too, for what a job computes here:
+        // `collect_here`, normalize's rate calendar). Embedded, `local` is `ctx`. Re-registering
+        // replaces an older version's provider (after this process wrote).
+        opened
+            .update_datafusion_session(&self.local.state())
+            .map_err(to_storage)?;
+        let provider = opened
+            .table_provider()
+            .await
+            .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
+        let schema = provider.schema();
+        let _ = self.local.deregister_table(table.sql_name());
+        self.local
+            .register_table(table.sql_name(), provider)
+            .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
         if self.cluster.is_some() {
             // The version's exact files as a plain Parquet scan, which travels to the cluster;
             // the schema is delta-rs's, so columns and types are those of an embedded run.
-            let schema = opened
-                .table_provider()
-                .await
-                .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?
-                .schema();
             let files = delta_files::DeltaFiles::resolve(lake, table, &opened).await?;
             let provider = delta_files::DeltaFilesTable::new(files, &schema)
                 .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
@@ -378,35 +388,8 @@ impl Engine {
             self.ctx
                 .register_table(table.sql_name(), Arc::new(provider))
                 .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
-            // The same version in this process too, for what a job computes here
-            // (`collect_here`: normalize's rate calendar).
-            opened
-                .update_datafusion_session(&self.local.state())
-                .map_err(to_storage)?;
-            let local = opened
-                .table_provider()
-                .await
-                .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
-            let _ = self.local.deregister_table(table.sql_name());
-            self.local
-                .register_table(table.sql_name(), local)
-                .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
-            debug!(table = table.sql_name(), version = ?opened.version(), "registered for the cluster");
-            return Ok(Some(opened));
         }
-        opened
-            .update_datafusion_session(&self.ctx.state())
-            .map_err(to_storage)?;
-        let provider = opened
-            .table_provider()
-            .await
-            .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
-        // Re-registering replaces an older version's provider (after this process wrote).
-        let _ = self.ctx.deregister_table(table.sql_name());
-        self.ctx
-            .register_table(table.sql_name(), provider)
-            .map_err(|e| to_storage(deltalake::DeltaTableError::from(e)))?;
-        debug!(table = table.sql_name(), version = ?opened.version(), "registered");
+        debug!(table = table.sql_name(), version = ?opened.version(), cluster = self.cluster.is_some(), "registered");
         Ok(Some(opened))
     }
 }

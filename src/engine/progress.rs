@@ -41,6 +41,12 @@ struct Job {
     completed_stages: usize,
 }
 
+impl Job {
+    fn ended(&self) -> bool {
+        matches!(self.status.as_str(), "Completed" | "Failed")
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Stages {
     stages: Vec<Stage>,
@@ -289,7 +295,7 @@ impl Watcher {
         };
         for job in jobs.into_iter().filter(|j| j.job_name == self.job_name) {
             let known = self.seen.get(&job.job_id);
-            let ended = matches!(job.status.as_str(), "Completed" | "Failed");
+            let ended = job.ended();
             // A job that ended and was reported needs no more requests.
             if known.is_some_and(|(j, _)| j.status == job.status) && ended {
                 continue;
@@ -357,10 +363,7 @@ impl Watcher {
                 }
             }
         }
-        let running = self
-            .seen
-            .values()
-            .any(|(job, _)| !matches!(job.status.as_str(), "Completed" | "Failed"));
+        let running = self.seen.values().any(|(job, _)| !job.ended());
         if !running {
             if let Some(bar) = self.bar.take() {
                 bar.finish_and_clear();
