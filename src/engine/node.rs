@@ -17,11 +17,27 @@ use super::functions::FxConvert;
 use super::write::FxQueryPlanner;
 use crate::storage::registry::NodeStores;
 
-/// The session config every node starts from: Ballista's, with fxpipe's codecs.
+/// The session config every node starts from: Ballista's, with fxpipe's codecs, planned by
+/// Ballista's static distributed planner instead of its adaptive one (AQE).
+///
+/// Why not AQE: in Ballista 55 a job with an empty input never ends under it. When a stage
+/// measures 0 rows, `PropagateEmptyExecRule` (which ignores its own
+/// `ballista.planner.propagate_empty.enabled` key) replaces the stage's exchange with an
+/// `EmptyExec`; on the next replan `SelectJoinRule` finds no exchange under the join and wraps
+/// the `EmptyExec` in a new one, which runs as a new stage, measures 0 rows, and so on: one
+/// new stage per replan, for ever (issue 20: a normalize with no usable rate, a month range
+/// with no transaction, any join with an empty side). Replans also drop stages whose tasks
+/// are in flight, which Ballista cannot cancel (apache/datafusion-ballista#2063). The static
+/// planner plans each job once, from the statistics fxpipe's scans give (exact row counts
+/// and sizes: the rate calendar is broadcast from them), so its stages are known when the job
+/// is submitted. The client sends this setting with every job, and the scheduler's own
+/// sessions start from it, so a job from a stock Ballista client is planned statically too
+/// unless it asks otherwise.
 pub fn session_config() -> SessionConfig {
     SessionConfig::new_with_ballista()
         .with_ballista_logical_extension_codec(Arc::new(FxLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(FxPhysicalCodec::default()))
+        .with_ballista_adaptive_query_planner(false)
 }
 
 /// A runtime over the node's object stores; spill files go to `work_dir` when given.
