@@ -118,9 +118,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     engine.attach(&lake);
     let cluster = engine.cluster_address().map(str::to_string);
     let progress = engine.watch_progress(progress::bars_allowed(cli.quiet));
-    let result = run_command(cli, engine, lake, &s3).await;
+    let guarded = engine.clone();
+    let mut result = run_command(cli, engine, lake, &s3).await;
     if let Some(progress) = progress {
         progress.finish().await;
+    }
+    // A job the runaway guard cancelled fails as that, whatever its stream said.
+    if let (Err(_), Some(runaway)) = (&result, guarded.runaway()) {
+        result = Err(anyhow::Error::new(runaway));
     }
     match cluster {
         // A job that failed on the cluster says where it ran (the scheduler may be gone).
@@ -170,6 +175,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
             let name = args.name.as_deref().unwrap_or_default();
             let frame =
                 analytics::report_with(&engine, &lake, name, &args.extras.options()).await?;
+            engine.guard_stages(frame.logical_plan()).await;
             statements::emit(frame, to.as_ref(), args.format, args.max_rows.value, base).await
         }
         Command::Vacuum(args) => jobs::vacuum(&lake, &args).await,

@@ -95,6 +95,7 @@ impl<'a> Statements<'a> {
             Err(e) => return Err(e.into()),
         };
         readonly::check(&plan)?;
+        self.engine.guard_stages(&plan).await;
         Ok(self.engine.ctx().execute_logical_plan(plan).await?)
     }
 }

@@ -12,6 +12,7 @@ pub mod functions;
 pub mod meter;
 pub mod node;
 pub mod progress;
+pub mod runaway;
 pub mod scheduler;
 pub mod tally;
 pub mod write;
@@ -42,6 +43,8 @@ pub struct Engine {
     job_name: Option<String>,
     /// Jobs the progress watcher cancelled as stalled after an executor loss.
     rescues: Arc<AtomicUsize>,
+    /// The stage bound of the running cluster job, and the job it stopped (see [`runaway`]).
+    stages: runaway::StageGuard,
     /// How far the running job has got, for a progress bar.
     meter: Arc<meter::Meter>,
     /// Set by [`Engine::watch_progress`]: see [`Engine::settle_progress`].
@@ -102,6 +105,8 @@ pub enum EngineError {
     },
     #[error("the Ballista scheduler at {address} did not answer its REST API: {why}")]
     RestApi { address: String, why: String },
+    #[error(transparent)]
+    Runaway(#[from] runaway::Runaway),
     #[error("setting up the cluster session: {0}")]
     Session(#[from] datafusion::error::DataFusionError),
 }
@@ -149,6 +154,7 @@ impl Engine {
             cluster: None,
             job_name: None,
             rescues: Arc::default(),
+            stages: runaway::StageGuard::default(),
             meter: Arc::default(),
             settler: Arc::default(),
         }
@@ -202,6 +208,7 @@ impl Engine {
             cluster: Some(address.to_string()),
             job_name: Some(job_name),
             rescues: Arc::default(),
+            stages: runaway::StageGuard::default(),
             meter: Arc::default(),
             settler: Arc::default(),
         })
@@ -223,6 +230,7 @@ impl Engine {
             self.job_name.as_deref()?,
             stall_timeout(),
             self.rescues.clone(),
+            self.stages.clone(),
             show_bar,
         );
         let _ = self.settler.set(progress.settler());
@@ -252,6 +260,14 @@ impl Engine {
                         "submitting the job again after an executor loss stalled it ({e})"
                     );
                 }
+                Err(e) => {
+                    return Err(match self.runaway() {
+                        Some(runaway) => datafusion::error::DataFusionError::External(Box::new(
+                            EngineError::Runaway(runaway),
+                        )),
+                        None => e,
+                    })
+                }
                 outcome => return outcome,
             }
         }
@@ -262,6 +278,7 @@ impl Engine {
         &self,
         plan: LogicalPlan,
     ) -> Result<Vec<RecordBatch>, datafusion::error::DataFusionError> {
+        self.guard_stages(&plan).await;
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let task = Arc::new(frame.task_ctx());
         let physical = frame.create_physical_plan().await?;
@@ -275,6 +292,32 @@ impl Engine {
         let outcome = datafusion::physical_plan::collect(physical, task).await;
         self.meter.set_plan(None);
         outcome
+    }
+
+    /// Sets the stage bound of the cluster job `plan` is about to become (see [`runaway`]);
+    /// nothing when embedded. A plan that cannot be planned here gets the floor's bound.
+    pub async fn guard_stages(&self, plan: &LogicalPlan) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let planned = runaway::planned_stages(&self.ctx.state(), plan)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::debug!(%error, "cannot count the plan's stages here");
+                0
+            });
+        let bound = runaway::Bound::for_stages(planned);
+        tracing::debug!(
+            planned,
+            limit = bound.limit,
+            "stage bound of the cluster job"
+        );
+        self.stages.arm(bound);
+    }
+
+    /// The cluster job the runaway guard cancelled since the last [`Engine::guard_stages`].
+    pub fn runaway(&self) -> Option<runaway::Runaway> {
+        self.stages.tripped()
     }
 
     /// How far this engine's running job has got (see [`meter`]).

@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::runaway::StageGuard;
+
 /// How often the scheduler is asked.
 const POLL: Duration = Duration::from_millis(500);
 /// At most this often a log line, when standard error is not a terminal.
@@ -109,13 +111,15 @@ impl Settler {
 
 impl Progress {
     /// Starts watching; `host_port` is the scheduler's `HOST:PORT`. A job stalled for `stall`
-    /// after an executor loss is cancelled and counted in `rescues`. `show_bar`: a bar of
+    /// after an executor loss is cancelled and counted in `rescues`; a job past the stage bound
+    /// in `stages` is cancelled as a runaway (see [`super::runaway`]). `show_bar`: a bar of
     /// tasks on a terminal (else log lines).
     pub fn start(
         host_port: &str,
         job_name: &str,
         stall: Duration,
         rescues: Arc<AtomicUsize>,
+        stages: StageGuard,
         show_bar: bool,
     ) -> Self {
         let (stop, stopped) = oneshot::channel();
@@ -137,6 +141,7 @@ impl Progress {
                 rescues,
                 ..StallGuard::default()
             },
+            stages,
         };
         Self {
             stop,
@@ -172,6 +177,8 @@ struct Watcher {
     quiet: BTreeSet<String>,
     logged: Option<Instant>,
     guard: StallGuard,
+    /// The running job's stage bound (see [`super::runaway`]).
+    stages: StageGuard,
 }
 
 /// What the watcher knows about executor losses and stalled jobs.
@@ -321,6 +328,15 @@ impl Watcher {
             }
             let changed = known.is_none_or(|(_, before)| *before != done);
             self.seen.insert(job.job_id.clone(), (job.clone(), done));
+            if let Some(runaway) = self.stages.check(&job.job_id, job.num_stages) {
+                if !ended && !self.guard.cancelled.contains(&job.job_id) {
+                    warn!(job = %job.job_id, "{runaway}");
+                    if self.cancel(&job.job_id).await {
+                        self.guard.cancelled.insert(job.job_id.clone());
+                    }
+                    self.stages.trip(runaway);
+                }
+            }
             if !ended && !last && self.guard.stalled(&job.job_id, changed, Instant::now()) {
                 warn!(
                     job = %job.job_id,
