@@ -40,6 +40,8 @@ struct Ready {
     lake: String,
     cluster: String,
     pids: Vec<i32>,
+    /// The try-out's commands, as printed (the arguments after `--cluster C`).
+    try_out: Vec<Vec<String>>,
 }
 
 /// Reads stdout lines until `ready` (or the script ends, or a minute passes).
@@ -77,12 +79,12 @@ fn parse_ready(lines: &[String]) -> Ready {
             (k.to_string(), v.to_string())
         })
         .collect();
-    let command: Vec<&str> = lines
+    let commands: Vec<Vec<&str>> = lines
         .iter()
-        .find(|l| l.contains(" --lake s3://") && l.contains(" --cluster df://"))
-        .expect("the fxpipe line")
-        .split_whitespace()
+        .filter(|l| l.contains(" --lake s3://") && l.contains(" --cluster df://"))
+        .map(|l| l.split_whitespace().collect())
         .collect();
+    let command = commands.first().expect("the fxpipe lines");
     assert_eq!(
         (command[1], command[3]),
         ("--lake", "--cluster"),
@@ -101,6 +103,10 @@ fn parse_ready(lines: &[String]) -> Ready {
         lake: command[2].to_string(),
         cluster: command[4].to_string(),
         pids,
+        try_out: commands
+            .iter()
+            .map(|c| c[5..].iter().map(|a| a.to_string()).collect())
+            .collect(),
     }
 }
 
@@ -151,6 +157,24 @@ fn csv_rows(ready: &Ready, home: &Path, sql: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `fxpipe ARGS --format csv` (a report or a query) on the quick start's own (local) lake.
+fn quickstart_report(lake: &Path, args: &[&str]) -> String {
+    let output = Command::new(common::cluster::binary("fxpipe"))
+        .arg("--lake")
+        .arg(lake)
+        .args(args)
+        .args(["--format", "csv"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("fxpipe report");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
 /// Processes whose environment carries the script's marker for this work dir.
 fn marked_processes(work_dir: &Path) -> Vec<String> {
     let marker = format!("FXPIPE_LOCAL_CLUSTER={}", work_dir.display());
@@ -199,6 +223,23 @@ fn up_runs_a_cluster_job_on_s3_and_ctrl_c_leaves_nothing_behind() {
         std::fs::write(home.path().join(name), "").unwrap();
     }
     let work_dir = home.path().join("work");
+    // The quick start, embedded, into a lake of its own: its sample is the try-out's input, and
+    // its report what the cluster must print.
+    let sample = home.path().join("sample");
+    let quickstart_lake = home.path().join("quickstart-lake");
+    let quickstart = Command::new(bin_dir.join("fxpipe"))
+        .arg("--lake")
+        .arg(&quickstart_lake)
+        .args(["quickstart", "--inputs", sample.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("fxpipe quickstart");
+    assert!(
+        quickstart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&quickstart.stderr)
+    );
     let mut command = Command::new("bash");
     // A shell ignores SIGINT in what it starts in the background (POSIX), and an ignored
     // signal stays ignored through exec: bash could not trap it. The test may run under such a
@@ -213,6 +254,7 @@ fn up_runs_a_cluster_job_on_s3_and_ctrl_c_leaves_nothing_behind() {
         .arg(SCRIPT)
         .args(["--executors", "2", "--bin-dir", bin_dir.to_str().unwrap()])
         .args(["--work-dir", work_dir.to_str().unwrap()])
+        .args(["--sample", sample.to_str().unwrap()])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -283,38 +325,63 @@ fn up_runs_a_cluster_job_on_s3_and_ctrl_c_leaves_nothing_behind() {
         ]]
     );
 
-    // A load and a normalize on the cluster, over those days.
-    let csv = home.path().join("txns.csv");
-    run_ok(
-        &ready,
-        home.path(),
-        &[
-            "gen",
-            "transactions",
-            "--rows",
-            "600",
-            "--from",
-            &first.to_string(),
-            "--to",
-            &yesterday.to_string(),
-            "--out",
-            csv.to_str().unwrap(),
-        ],
+    // The README's try-out, as printed: the quick start's sample (its rates for 2017-2018
+    // ingested, its 10,000 transactions loaded), normalize and a report on the cluster.
+    let commands: Vec<Vec<&str>> = ready
+        .try_out
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    assert_eq!(
+        commands.iter().map(|c| c[0]).collect::<Vec<_>>(),
+        ["ingest", "load", "normalize", "report"],
+        "{lines:?}"
     );
-    let load = run_ok(&ready, home.path(), &["load", csv.to_str().unwrap()]);
-    assert!(load.contains("600 read, 600 loaded, 0 rejected"), "{load}");
-    let normalize = run_ok(&ready, home.path(), &["normalize", "--strict"]);
+    let mut outputs = Vec::new();
+    for command in &commands {
+        outputs.push(run_ok(&ready, home.path(), command));
+    }
     assert!(
-        normalize.contains("cluster job "),
-        "not run on the cluster:\n{normalize}"
+        outputs[1].contains("10000 read, ") && outputs[1].contains(" rejected"),
+        "{}",
+        outputs[1]
     );
-    let processed = csv_rows(
+    assert!(
+        outputs[2].contains("cluster job "),
+        "not run on the cluster:\n{}",
+        outputs[2]
+    );
+    // The sample's rates cover its dates: every amount the quick start converted was
+    // converted on the cluster too (the sample's malformed rows include unknown currencies),
+    // and most were.
+    let unconverted = "SELECT count(*), count(*) FILTER (WHERE withdrawal_amt IS NOT NULL AND withdrawal_sgd_amt IS NULL) \
+         + count(*) FILTER (WHERE deposit_amt IS NOT NULL AND deposit_sgd_amt IS NULL) FROM processed";
+    let processed = csv_rows(&ready, home.path(), unconverted);
+    assert_eq!(
+        processed.concat(),
+        quickstart_report(&quickstart_lake, &["sql", unconverted])
+            .lines()
+            .skip(1)
+            .flat_map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+    let (rows, missing): (u64, u64) = (
+        processed[0][0].parse().unwrap(),
+        processed[0][1].parse().unwrap(),
+    );
+    assert!(rows > 9_000 && missing * 100 < rows, "{processed:?}");
+    // The report the try-out ends with is the quick start's (embedded) one, amounts and all.
+    let embedded = quickstart_report(&quickstart_lake, &["report", "creditworthiness"]);
+    let distributed = fxpipe(
         &ready,
         home.path(),
-        "SELECT count(*), count(*) FILTER (WHERE withdrawal_amt IS NOT NULL AND withdrawal_sgd_amt IS NULL) \
-         + count(*) FILTER (WHERE deposit_amt IS NOT NULL AND deposit_sgd_amt IS NULL) FROM processed",
+        &["report", "creditworthiness", "--format", "csv"],
     );
-    assert_eq!(processed, vec![vec!["600".to_string(), "0".to_string()]]);
+    assert!(distributed.status.success());
+    let distributed = String::from_utf8_lossy(&distributed.stdout).to_string();
+    assert_eq!(distributed, embedded);
+    assert!(distributed.lines().count() > 5, "{distributed}");
+    assert!(outputs[3].contains("Creditworthiness"), "{}", outputs[3]);
 
     // Ctrl-C: the script stops everything and exits 130.
     let script_pid = deployment.script.id() as i32;

@@ -29,6 +29,8 @@ Usage: deploy/local/up.sh [OPTIONS]
   --work-dir DIR    logs, executor scratch and sample rates (default: a temporary folder,
                     removed on exit)
   --bucket NAME     the lake's bucket (default fxpipe-local)
+  --sample DIR      the quick start's sample (`cargo run -- quickstart` writes ./sample), for
+                    the try-out commands printed at the end (default: the repo's ./sample)
 EOF
 }
 
@@ -38,6 +40,7 @@ rates=sample
 bin_dir=
 work_dir=
 bucket=fxpipe-local
+sample=
 while [ $# -gt 0 ]; do
     case "$1" in
         --executors) executors=$2; shift 2 ;;
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
         --bin-dir) bin_dir=$2; shift 2 ;;
         --work-dir) work_dir=$2; shift 2 ;;
         --bucket) bucket=$2; shift 2 ;;
+        --sample) sample=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "up.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -53,6 +57,8 @@ done
 case "$executors" in '' | *[!0-9]* | 0) echo "up.sh: --executors must be a positive number" >&2; exit 2 ;; esac
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+sample=${sample:-$repo/sample}
+case "$sample" in /*) ;; *) sample=$PWD/$sample ;; esac
 if [ -z "$bin_dir" ]; then
     target=${CARGO_TARGET_DIR:-$repo/target}
     bin_dir=$target/debug
@@ -215,6 +221,12 @@ else
     wait_until "the ingester did not answer" "$work_dir/logs/ingester.log" answers "$healthz"
 fi
 
+fx="$bin_dir/fxpipe --lake $lake --cluster $cluster"
+if [ -f "$sample/transactions.csv" ]; then
+    sample_note="the quick start's sample in $sample"
+else
+    sample_note="the quick start's sample ($sample is missing: run \`cargo run -- quickstart\` first)"
+fi
 cat <<EOF
 fxpipe local cluster is up; Ctrl-C stops it.
   S3 (moto)   $AWS_ENDPOINT_URL, lake $lake (in memory: gone when stopped)
@@ -224,9 +236,14 @@ fxpipe local cluster is up; Ctrl-C stops it.
   logs        $work_dir/logs
 pids: ${pids[*]}
 
-In another shell:
+In another shell, the whole job on the cluster with $sample_note.
+The ingester stores only recent days, and the sample's transactions are from 2017-2018: the
+first line ingests the sample's rates for them.
 export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED=true
-$bin_dir/fxpipe --lake $lake --cluster $cluster load FILE.csv   # then normalize, sql, report ...
+$fx ingest --source file://$sample/rates --from 2017-01-01 --to 2018-12-31
+$fx load $sample/transactions.csv
+$fx normalize
+$fx report creditworthiness
 ready
 EOF
 
