@@ -278,3 +278,38 @@ pub async fn save(lake: &Lake, job: &str, report: &impl Serialize) -> Result<Str
     lake.put(&format!("_reports/{job}-{stamp}.json"), body)
         .await
 }
+
+/// The reports [`longest_run`] reads at most (the newest; a lake's first years of daily runs
+/// say nothing about how long today's jobs take).
+const RUNS_CONSIDERED: usize = 1000;
+
+/// How long the longest of the lake's recent job runs took, from their saved reports (`None`
+/// when none was saved). `vacuum` keeps files younger than that: a running job's staged files
+/// are no older than its run, and deleting them breaks its commit.
+pub async fn longest_run(lake: &Lake) -> Result<Option<std::time::Duration>, StorageError> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let prefix = object_store::path::Path::from("_reports");
+    let mut objects: Vec<object_store::ObjectMeta> = lake
+        .store()
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|source| lake.store_error("list", "_reports/", source))?;
+    objects.sort_by(|a, b| b.last_modified.cmp(&a.last_modified));
+    let mut longest: Option<u64> = None;
+    for object in objects.iter().take(RUNS_CONSIDERED) {
+        let relative = object.location.to_string();
+        let error = |source| lake.store_error("get", &relative, source);
+        let got = lake.store().get(&object.location).await.map_err(error)?;
+        let bytes = got.bytes().await.map_err(error)?;
+        let Ok(report) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        let took = report["elapsed_ms"]
+            .as_u64()
+            .or_else(|| report["stage_ms"]["total"].as_u64());
+        longest = longest.max(took);
+    }
+    Ok(longest.map(std::time::Duration::from_millis))
+}

@@ -165,6 +165,11 @@ fn load_on_the_cluster_equals_embedded() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
+    // Each file's commits start from the version the previous file's made: none of them
+    // lost a race to this run's own earlier commit (and retried).
+    for retried in ["came first", "committed to the table first"] {
+        assert!(!stderr.contains(retried), "{stderr}");
+    }
     // The files were spread over several tasks (what makes each task's share matter).
     let tasks: Vec<u64> = stderr
         .lines()

@@ -420,10 +420,10 @@ fn rate_dates_are_the_latest_usable_day_by_an_independent_check() {
     common::python("check_lake.py", &[path.to_str().unwrap(), "SGD", "3"]);
     // (vacuum: the checker also reads the Parquet folders, which keep replaced files until then)
     lake.run(&["normalize", "--max-rate-age", "9"]);
-    lake.run(&["vacuum", "--retention-hours", "0"]);
+    lake.run(&["vacuum", "--retention-hours", "0", "--force"]);
     common::python("check_lake.py", &[path.to_str().unwrap(), "SGD", "9"]);
     lake.run(&["--base-currency", "EUR", "normalize"]);
-    lake.run(&["vacuum", "--retention-hours", "0"]);
+    lake.run(&["vacuum", "--retention-hours", "0", "--force"]);
     common::python("check_lake.py", &[path.to_str().unwrap(), "EUR", "3"]);
 }
 

@@ -51,7 +51,7 @@ fn reruns_never_duplicate_rows() {
     assert!(!common::try_python("check_delta.py", &args).status.success());
     let dry = lake.run(&["vacuum", "--retention-hours", "0", "--dry-run"]);
     assert!(dry.contains(".parquet"), "{dry}");
-    lake.run(&["vacuum", "--retention-hours", "0"]);
+    lake.run(&["vacuum", "--retention-hours", "0", "--force"]);
     python("check_delta.py", &args);
 
     // Normalize twice: same rows.
@@ -225,7 +225,7 @@ fn a_killed_load_leaves_the_previous_version_intact() {
     for orphan in &orphans {
         assert!(dry.contains(orphan.as_str()), "{orphan} not in {dry}");
     }
-    lake.run(&["vacuum", "--retention-hours", "0"]);
+    lake.run(&["vacuum", "--retention-hours", "0", "--force"]);
     for orphan in &orphans {
         assert!(!on_disk().contains(orphan), "{orphan} survived vacuum");
     }
@@ -264,6 +264,6 @@ fn vacuum_deletes_what_a_killed_cluster_job_left_in_scratch() {
         "{dry}"
     );
     assert!(left.exists());
-    lake.run(&["vacuum", "--retention-hours", "0"]);
+    lake.run(&["vacuum", "--retention-hours", "0", "--force"]);
     assert!(!left.exists());
 }

@@ -94,7 +94,7 @@ fn optimize_compacts_and_vacuum_deletes_without_changing_a_row(lake: Lake) {
     assert!(out.contains("rates: "), "{out}");
     assert!(out.contains("transactions: kept as written"), "{out}");
     assert_eq!(lake.count("rates"), rates);
-    let out = lake.run(&["vacuum", "--retention-hours", "0"]);
+    let out = lake.run(&["vacuum", "--retention-hours", "0", "--force"]);
     assert!(out.contains("rates: deleted"), "{out}");
     let files_after = data_files(&lake, "api_response/response");
     assert!(

@@ -628,7 +628,7 @@ fn two_normalizes_of_different_months_at_once_both_commit() {
     );
     for run in [&june, &july] {
         assert!(
-            !stderr(run).contains("concurrent commit"),
+            !stderr(run).contains("committed to the table first"),
             "a run on other months conflicted with the other: {}",
             stderr(run)
         );
@@ -675,7 +675,7 @@ fn two_normalizes_of_the_same_months_at_once_never_duplicate_rows() {
         // first (replacing the same months) or failed saying why.
         let loser = [&first, &second]
             .into_iter()
-            .find(|o| stderr(o).contains("concurrent commit") || !ok(o));
+            .find(|o| stderr(o).contains("committed to the table first") || !ok(o));
         let Some(loser) = loser else {
             tries.push(format!("{}\n---\n{}", stderr(&first), stderr(&second)));
             continue;
@@ -757,4 +757,50 @@ fn two_loads_of_different_files_at_once_both_land() {
     assert_eq!(plain_numbers(lake.query(per_file)), expected);
     assert_eq!(lake.count("transactions"), 500);
     assert_eq!(lake.count("loads"), 2);
+}
+
+#[test]
+fn a_lost_commit_answer_then_an_unreadable_log_is_an_unknown_outcome_that_deletes_nothing() {
+    let (lake, proxy) = lake_behind_proxy();
+    ingest_golden_rates(&lake, "2017-07-02");
+    // moto stores the transactions commit, its answer is lost, and from then on every read of
+    // the table's log fails: fxpipe cannot learn whether its commit landed.
+    proxy.add(Rule::new(
+        Fault::LostAnswer,
+        "PUT",
+        &commit_key("banktxn/parquet", 1),
+        1,
+    ));
+    proxy.add(Rule::always(Fault::DropBefore, "GET", "_delta_log").after_earlier());
+    let output = run_through(
+        &lake,
+        &proxy,
+        &["load", &golden_csv()],
+        &[("FXPIPE_S3_RETRIES", "1")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(75),
+        "{stderr}\nrequests:\n{}",
+        requests(&proxy)
+    );
+    assert!(
+        stderr.contains("could not be read to learn whether it landed"),
+        "{stderr}"
+    );
+    assert!(!proxy.faulted(Some(Fault::DropBefore)).is_empty());
+    // The commit did land, and its data files are all there (an independent reader reads
+    // every row of the version).
+    proxy.clear();
+    assert_eq!(lake.commits("banktxn/parquet"), 2);
+    assert_eq!(
+        independent_totals(&lake, "banktxn/parquet", &["withdrawal_amt", "deposit_amt"]),
+        GOLDEN_TRANSACTIONS
+    );
+    // A re-run neither duplicates nor loses a row.
+    succeeds(&lake, &proxy, &["load", &golden_csv()], &[]);
+    assert_eq!(transaction_totals(&lake), [GOLDEN_TRANSACTIONS]);
+    assert_eq!(lake.count("rejects"), 9);
+    assert_eq!(lake.count("loads"), 1);
 }

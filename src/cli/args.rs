@@ -413,6 +413,10 @@ pub(crate) struct VacuumArgs {
     /// Only list what would be deleted.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Vacuum even with a retention shorter than the longest recent job (which would delete
+    /// the staged files of a job running now, and break its commit).
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -166,6 +166,22 @@ pub(crate) async fn quickstart(
 }
 
 pub(crate) async fn vacuum(lake: &Lake, args: &VacuumArgs) -> anyhow::Result<()> {
+    if !args.force && !args.dry_run {
+        // A job running now has staged files (and a cluster job its broadcast file) no
+        // version references yet, as old as the job: a retention shorter than the longest
+        // job would delete them under it. At least an hour, for jobs never reported.
+        let longest = fxpipe::report::longest_run(lake).await?.unwrap_or_default();
+        let floor_hours = longest.as_secs().div_ceil(3600).max(1);
+        if args.retention_hours < floor_hours {
+            anyhow::bail!(
+                "a retention of {} hours could delete the files of a job running now: the \
+                 longest recent job took {} s, so keep a retention of at least {floor_hours} h, or pass \
+                 --force if no fxpipe command is running on this lake",
+                args.retention_hours,
+                longest.as_secs()
+            );
+        }
+    }
     for table in Table::ALL {
         let files = delta::vacuum(lake, table, args.retention_hours, args.dry_run).await?;
         let verb = if args.dry_run {

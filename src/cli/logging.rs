@@ -7,7 +7,10 @@ use super::print;
 pub(crate) fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         // Cluster job progress is shown unless asked for less (RUST_LOG).
-        0 => "warn,fxpipe::engine::progress=info,fxpipe::ingest=info,fxpipe::cli::progress=info",
+        // delta-rs logs the conflicts fxpipe resolves itself (a commit redone on a newer
+        // version) as WARN and ERROR: fxpipe says what happened in its own words, and -v
+        // shows delta-rs's lines.
+        0 => "warn,deltalake_core=off,fxpipe::engine::progress=info,fxpipe::ingest=info,fxpipe::cli::progress=info",
         1 => "info,fxpipe=info",
         _ => "debug",
     };

@@ -69,9 +69,35 @@ pub fn main() -> ExitCode {
             if e.downcast_ref::<errors::Interrupted>().is_some() {
                 return ExitCode::from(130);
             }
+            if outcome_unknown(&e) {
+                return ExitCode::from(OUTCOME_UNKNOWN);
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The exit status of a command whose last commit may or may not have landed (the log could
+/// not be read after it failed): EX_TEMPFAIL, so a scheduler can tell it from a failure and
+/// simply run the command again.
+pub const OUTCOME_UNKNOWN: u8 = 75;
+
+fn outcome_unknown(error: &anyhow::Error) -> bool {
+    use fxpipe::storage::StorageError;
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StorageError>(),
+            Some(StorageError::OutcomeUnknown { .. })
+        ) || cause
+            .downcast_ref::<fxpipe::jobs::JobError>()
+            .is_some_and(|e| e.outcome_unknown())
+            || matches!(
+                cause.downcast_ref::<fxpipe::ingest::IngestError>(),
+                Some(fxpipe::ingest::IngestError::Storage(
+                    StorageError::OutcomeUnknown { .. }
+                ))
+            )
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -103,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let s3 = cli.s3.options();
     let lake = Lake::open(&cli.lake, !reads_only, &s3).await?;
+    lake.set_command(command_name(&cli.command));
     let on_cluster = matches!(
         cli.command,
         Command::Load(_) | Command::Normalize(_) | Command::Sql(_) | Command::Report(_)
@@ -133,6 +160,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result.with_context(|| format!("the job ran on the Ballista cluster at {address}"))
         }
         None => result,
+    }
+}
+
+/// The subcommand's name as typed, which every commit of this run records.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Gen(_) => "gen",
+        Command::Ingest(_) => "ingest",
+        Command::Load(_) => "load",
+        Command::Normalize(_) => "normalize",
+        Command::Sql(_) => "sql",
+        Command::Report(_) => "report",
+        Command::Vacuum(_) => "vacuum",
+        Command::Optimize(_) => "optimize",
+        Command::Quickstart(_) => "quickstart",
+        Command::Catalog(_) => "catalog",
+        Command::Completions(_) => "completions",
+        Command::Doctor(_) => "doctor",
     }
 }
 

@@ -137,11 +137,10 @@ async fn load_on_cluster(
         ordered.push(outcomes.swap_remove(at));
     }
     let mut report = LoadReport::default();
-    let mut tables = None;
     let mut pending = ordered.into_iter();
     while let Some((source_file, outcome)) = pending.next() {
         let span = info_span!("load", file = %source_file);
-        let committed = commit_outcome(&local, lake, &source_file, outcome, &mut tables)
+        let committed = commit_outcome(&local, lake, &source_file, outcome)
             .instrument(span)
             .await;
         match committed {
@@ -177,30 +176,29 @@ async fn commit_outcome(
     lake: &Lake,
     source_file: &str,
     outcome: super::parse_node::Outcome,
-    tables: &mut Option<[DeltaTable; 2]>,
 ) -> Result<FileLoad, JobError> {
     // The error is the one a local load of the file gives (file, line, field).
     let parsed = outcome.map_err(JobError::Invalid)?;
-    let tables = match tables {
-        Some(tables) => tables,
-        None => tables.insert([
-            staged::ensure_table(
-                lake,
-                Table::Transactions,
-                local.ctx(),
-                crate::transactions::schema(),
-            )
-            .await?,
-            staged::ensure_table(lake, Table::Rejects, local.ctx(), rejects_schema()).await?,
-        ]),
-    };
+    // The tables' newest versions for each file: the previous file's commits are in them, so
+    // this file's commits do not conflict with this run's own (a snapshot kept for the whole
+    // run made every commit after the first lose to the one before it, and retry).
+    let tables = [
+        staged::ensure_table(
+            lake,
+            Table::Transactions,
+            local.ctx(),
+            crate::transactions::schema(),
+        )
+        .await?,
+        staged::ensure_table(lake, Table::Rejects, local.ctx(), rejects_schema()).await?,
+    ];
     let parsed = Parsed {
         rows: StagedFiles::from_adds(lake, Table::Transactions, parsed.rows)?,
         rejects: StagedFiles::from_adds(lake, Table::Rejects, parsed.rejects)?,
         counts: parsed.counts,
         content: parsed.content,
     };
-    commit_or_discard(local, lake, source_file, tables, parsed).await
+    commit_or_discard(local, lake, source_file, &tables, parsed).await
 }
 
 /// The identity of an input: `s3://bucket/key` for an object; for a local file its absolute
@@ -290,7 +288,8 @@ async fn commit_or_discard(
     let discarders = [parsed.rows.discarder(), parsed.rejects.discarder()];
     let mut committed = 0;
     let outcome = commit_file(engine, lake, source_file, tables, parsed, &mut committed).await;
-    if outcome.is_err() {
+    // A commit whose outcome is unknown may have landed: its files stay (for vacuum).
+    if outcome.as_ref().is_err_and(|e| !e.outcome_unknown()) {
         for discarder in discarders.into_iter().skip(committed) {
             if let Err(e) = discarder.discard().await {
                 warn!(%source_file, "could not delete staged files: {e}");
@@ -632,26 +631,15 @@ async fn replace_loads_row(
         None => RecordBatch::new_empty(loads_schema()),
     };
     // A load of another file committing its own row at the same time is no reason to fail:
-    // the write is redone from a fresh snapshot (its rows are in hand).
-    let mut attempt = 1;
-    loop {
-        let plan = ctx.read_batch(row.clone())?.into_unoptimized_plan();
-        let written = delta::write(
-            lake,
-            Table::Loads,
-            engine.session(),
-            plan,
-            WriteMode::ReplaceWhere(col("source_file").eq(lit(source_file))),
-        )
-        .await;
-        match written {
-            Ok(_) => return Ok(()),
-            Err(e) if delta::is_conflict(&e) && attempt < delta::COMMIT_ATTEMPTS => {
-                warn!(%source_file, attempt, "a concurrent commit to loads came first: {e}; retrying");
-                delta::backoff(attempt).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // delta::write plans the write again on the newer version (bounded).
+    let plan = ctx.read_batch(row)?.into_unoptimized_plan();
+    delta::write(
+        lake,
+        Table::Loads,
+        engine.session(),
+        plan,
+        WriteMode::ReplaceWhere(col("source_file").eq(lit(source_file))),
+    )
+    .await?;
+    Ok(())
 }

@@ -44,3 +44,11 @@ pub enum JobError {
     #[error(transparent)]
     Injected(#[from] crate::faults::InjectedFault),
 }
+
+impl JobError {
+    /// Whether a commit's outcome could not be learnt: its files may be referenced by a
+    /// version, so none may be deleted.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, JobError::Storage(StorageError::OutcomeUnknown { .. }))
+    }
+}

@@ -19,7 +19,6 @@ use crate::engine::tally::Tally;
 use crate::engine::write::{WriteNode, WriteTarget, Written};
 use crate::engine::Engine;
 use crate::report::NormalizeReport;
-use crate::storage::delta;
 use crate::storage::staged::{self, Replace};
 use crate::storage::{Lake, Table};
 
@@ -36,6 +35,11 @@ const NORMALIZE_BATCH_ROWS: usize = 32 * 1024;
 
 /// The processed table's column naming the currency its amounts are in.
 pub const BASE_CURRENCY_COLUMN: &str = "base_currency";
+
+/// The table property of `processed` that records its base currency: checked against the
+/// version each month rewrite commits on, so two normalizes in different bases at once can
+/// never leave one table in two currencies.
+pub const BASE_CURRENCY_PROPERTY: &str = "fxpipe.baseCurrency";
 
 /// A calendar month, `YYYY-MM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -322,21 +326,16 @@ async fn convert_and_commit(
     };
     // A commit that fails leaves its files unreferenced (vacuum removes them): deleting them
     // here could break a commit whose answer was lost but that did land.
-    report.processed_version =
-        staged::commit_written(lake, Table::Processed, schema, &written.adds, &replace)
-            .instrument(info_span!("commit processed"))
-            .await
-            .map_err(|e| {
-                if delta::is_conflict(&e) {
-                    JobError::Invalid(format!(
-                "another writer kept committing to the processed table first ({} attempts); \
-                 nothing was written by this run: {e}",
-                delta::COMMIT_ATTEMPTS
-            ))
-                } else {
-                    e.into()
-                }
-            })?;
+    report.processed_version = staged::commit_written(
+        lake,
+        Table::Processed,
+        schema,
+        &written.adds,
+        &replace,
+        &[(BASE_CURRENCY_PROPERTY, options.base_currency.as_str())],
+    )
+    .instrument(info_span!("commit processed"))
+    .await?;
     report
         .stage_ms
         .insert("commit", commit.elapsed().as_millis() as u64);

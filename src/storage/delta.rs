@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use datafusion::catalog::Session;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::operations::write::SchemaMode;
@@ -104,6 +103,14 @@ pub async fn open(lake: &Lake, table: Table) -> Result<Option<DeltaTable>, Stora
 /// Writes the rows of a logical plan to a table as one commit, streaming: the plan runs inside
 /// the write, batches go straight to Parquet files, and the commit happens only after every file
 /// is written. Returns the table at its new version.
+///
+/// Every commit is conditional on the snapshot the write planned against, a table's first
+/// version included: when another writer committed first (a concurrent ingest of the same
+/// days, or a second writer creating the same table), the write is planned again from the new
+/// snapshot and retried, at most [`COMMIT_ATTEMPTS`] times. delta-rs on its own would append a
+/// losing first version after the winner's without any conflict check, so two first ingests
+/// into a new lake doubled `rates`. All attempts carry one application transaction, so an
+/// attempt whose answer was lost is recognised as landed ([`resolve_outcome`]).
 pub async fn write(
     lake: &Lake,
     table: Table,
@@ -112,6 +119,70 @@ pub async fn write(
     mode: WriteMode,
 ) -> Result<DeltaTable, StorageError> {
     lake.prepare_table(table)?;
+    let txn = lake.next_transaction();
+    let mut attempt = 1;
+    loop {
+        let existed = lake.has_delta_log(table).await?;
+        let written = write_once(lake, table, session.clone(), plan.clone(), &mode, &txn).await;
+        let error = match written {
+            Ok(written) => return Ok(written),
+            Err(error) => error,
+        };
+        if let Some(landed) = resolve_outcome(lake, table, &txn).await? {
+            warn!(
+                table = table.sql_name(),
+                "the commit's answer was lost, but the log holds it: not committing again"
+            );
+            return Ok(landed);
+        }
+        if !is_conflict(&error) || attempt >= COMMIT_ATTEMPTS {
+            return Err(conflict_in_words(lake, table, error, attempt).await);
+        }
+        warn!(
+            table = table.sql_name(),
+            attempt,
+            "another writer committed to the table first; writing again on top of its version"
+        );
+        // Lost only the race to create the table: no contention to wait out.
+        if existed {
+            backoff(attempt).await;
+        }
+        attempt += 1;
+    }
+}
+
+/// Creates `table` with the rows of `plan` as its first version, in one attempt: an error if
+/// another writer created the table first (then use theirs: [`open`]), never a second "first"
+/// version after theirs.
+pub async fn create(
+    lake: &Lake,
+    table: Table,
+    session: Arc<dyn Session>,
+    plan: LogicalPlan,
+) -> Result<DeltaTable, StorageError> {
+    lake.prepare_table(table)?;
+    if let Some(existing) = open(lake, table).await? {
+        return Ok(existing);
+    }
+    let txn = lake.next_transaction();
+    match write_once(lake, table, session, plan, &WriteMode::Append, &txn).await {
+        Ok(created) => Ok(created),
+        Err(error) => match resolve_outcome(lake, table, &txn).await? {
+            Some(created) => Ok(created),
+            None => Err(error),
+        },
+    }
+}
+
+/// One attempt of [`write`], planned against the table's latest version.
+async fn write_once(
+    lake: &Lake,
+    table: Table,
+    session: Arc<dyn Session>,
+    plan: LogicalPlan,
+    mode: &WriteMode,
+    txn: &Transaction,
+) -> Result<DeltaTable, StorageError> {
     let existing = match open(lake, table).await? {
         Some(opened) => opened,
         None => lake
@@ -120,19 +191,22 @@ pub async fn write(
             .map_err(delta_error(table))?,
     };
     let exists = existing.version().is_some();
-    let txn = lake.next_transaction();
+    let mut properties = lake.commit_properties(&txn);
+    if !exists {
+        // The table's first version: if another writer created the table meanwhile, fail
+        // (and plan again against its version) instead of appending this one after it.
+        properties = properties.with_max_retries(0);
+    }
     let mut builder = existing
         .write(Vec::new())
-        .with_commit_properties(
-            CommitProperties::default().with_application_transaction(txn.clone()),
-        )
+        .with_commit_properties(properties)
         .with_input_plan(plan)
         .with_session_state(session)
         .with_table_name(table.sql_name());
     if !table.partition_columns().is_empty() {
         builder = builder.with_partition_columns(table.partition_columns().iter().copied());
     }
-    builder = match (mode, exists) {
+    builder = match (mode.clone(), exists) {
         (WriteMode::Append, _)
         | (WriteMode::ReplaceWhere(_), false)
         | (WriteMode::ReplaceWhereMergeSchema(_), false) => {
@@ -150,20 +224,77 @@ pub async fn write(
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite),
     };
-    match builder.await.map_err(delta_error(table)) {
-        Ok(written) => Ok(written),
-        Err(error) => match landed(lake, table, &txn).await {
-            Ok(Some(written)) => {
-                warn!(
-                    table = table.sql_name(),
-                    "the commit's answer was lost, but the log holds it: not committing again"
-                );
-                Ok(written)
+    builder.await.map_err(delta_error(table))
+}
+
+/// How many times [`resolve_outcome`] reads the log before it gives up.
+const OUTCOME_READS: u32 = 6;
+
+/// Whether the commit carrying `txn` landed, after a commit that failed: the log is read
+/// until it answers (at most [`OUTCOME_READS`] times, with backoff). `Ok(None)`: it did not
+/// land, so its files may be deleted or the commit redone. When the log never answers, the
+/// outcome is unknown: [`StorageError::OutcomeUnknown`], and nothing may be deleted.
+pub async fn resolve_outcome(
+    lake: &Lake,
+    table: Table,
+    txn: &Transaction,
+) -> Result<Option<DeltaTable>, StorageError> {
+    let mut read = 1;
+    loop {
+        match landed(lake, table, txn).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) if read >= OUTCOME_READS => {
+                return Err(StorageError::OutcomeUnknown {
+                    table: table.sql_name().to_string(),
+                    detail: error.to_string(),
+                })
             }
-            _ => Err(error),
-        },
+            Err(error) => {
+                warn!(table = table.sql_name(), read, %error, "cannot read the log to learn whether a commit landed; reading it again");
+                backoff(read).await;
+                read += 1;
+            }
+        }
     }
 }
+
+/// A conflict that outlived its retries, said in fxpipe's words, naming the version that came
+/// first and the operation that wrote it (delta-rs's own text talks about isolation levels no
+/// fxpipe user sets); any other error as it is.
+pub async fn conflict_in_words(
+    lake: &Lake,
+    table: Table,
+    error: StorageError,
+    attempts: u32,
+) -> StorageError {
+    if !is_conflict(&error) {
+        return error;
+    }
+    let mut latest = String::from("a newer version");
+    if let Ok(Some(opened)) = open(lake, table).await {
+        let version = opened.version().unwrap_or_default();
+        let info = opened.history(Some(1)).try_next().await.ok().flatten();
+        let operation = info
+            .as_ref()
+            .and_then(|i| i.operation.clone())
+            .unwrap_or_else(|| "a commit".to_string());
+        let writer = info
+            .as_ref()
+            .and_then(|i| i.info.get(COMMAND_KEY))
+            .and_then(|c| c.as_str())
+            .map(|c| format!(" by `fxpipe {c}`"))
+            .unwrap_or_default();
+        latest = format!("version {version} ({operation}{writer})");
+    }
+    StorageError::Contended {
+        table: table.sql_name().to_string(),
+        attempts,
+        latest,
+    }
+}
+
+/// The key of commitInfo under which every fxpipe commit records its command.
+pub const COMMAND_KEY: &str = "fxpipe.command";
 
 /// What `optimize` did to one table.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -199,9 +330,7 @@ pub async fn optimize(
     let mut builder = opened
         .optimize()
         .with_session_state(session)
-        .with_commit_properties(
-            CommitProperties::default().with_application_transaction(txn.clone()),
-        );
+        .with_commit_properties(lake.commit_properties(&txn));
     if let Some(target) = std::num::NonZeroU64::new(target_bytes) {
         builder = builder.with_target_size(target);
     }

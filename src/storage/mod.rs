@@ -93,6 +93,24 @@ pub enum StorageError {
     SchemaMismatch { table: String, detail: String },
     #[error("Delta table {table} cannot be read on the cluster: {detail}")]
     Unreadable { table: String, detail: String },
+    #[error("Delta table {table}: a commit failed and the log could not be read to learn whether it landed ({detail}); nothing was deleted. Run the command again once the lake answers: it recognises its own commit or makes it, never twice; `fxpipe vacuum` removes files no version needs")]
+    OutcomeUnknown { table: String, detail: String },
+    #[error("Delta table {table}: other writers kept committing to it first ({attempts} attempts, each planned again on their newest version; the newest is {latest}); nothing of this run was committed. Run the command again once the other job is done")]
+    Contended {
+        table: String,
+        attempts: u32,
+        latest: String,
+    },
+    #[error("Delta table {table}: version {version} records {key} = {recorded}, and this run writes {written}; rewriting some partitions cannot mix the two (another command may have rewritten the table meanwhile); rewrite the whole table instead")]
+    Invariant {
+        table: String,
+        key: String,
+        recorded: String,
+        written: String,
+        version: u64,
+    },
+    #[error("Delta table {table}: the data file {path} this run wrote is gone, so it was not committed (was `fxpipe vacuum` run with a retention shorter than this job?); nothing was committed, run the command again")]
+    StagedFileMissing { table: String, path: String },
     #[error("Delta table {table}: {source}")]
     Delta {
         table: String,
@@ -182,6 +200,9 @@ pub struct Lake {
 struct RunId {
     app_id: String,
     commits: Arc<std::sync::atomic::AtomicI64>,
+    /// The fxpipe command this process runs (`ingest`, `load`, …), recorded in each commit's
+    /// commitInfo so a writer that lost a race can say which command came first.
+    command: Arc<std::sync::OnceLock<String>>,
 }
 
 impl RunId {
@@ -189,6 +210,7 @@ impl RunId {
         Self {
             app_id: format!("fxpipe-{:032x}", rand::random::<u128>()),
             commits: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            command: Arc::default(),
         }
     }
 }
@@ -277,6 +299,29 @@ impl Lake {
             s3: Some(connector),
             run: RunId::new(),
         })
+    }
+
+    /// Names the fxpipe command this process runs, for the commitInfo of its commits (the
+    /// first name given stays).
+    pub fn set_command(&self, command: &str) {
+        let _ = self.run.command.set(command.to_string());
+    }
+
+    /// The properties of a commit carrying `txn`: the application transaction, and the
+    /// command in commitInfo (see [`delta::COMMAND_KEY`]).
+    pub fn commit_properties(
+        &self,
+        txn: &deltalake::kernel::Transaction,
+    ) -> deltalake::kernel::transaction::CommitProperties {
+        let properties = deltalake::kernel::transaction::CommitProperties::default()
+            .with_application_transaction(txn.clone());
+        match self.run.command.get() {
+            Some(command) => properties.with_metadata([(
+                delta::COMMAND_KEY.to_string(),
+                serde_json::Value::String(command.clone()),
+            )]),
+            None => properties,
+        }
     }
 
     /// The application transaction for this run's next commit (unique within the run).

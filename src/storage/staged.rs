@@ -20,7 +20,7 @@ use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{col, lit, SessionContext};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::kernel::transaction::{CommitBuilder, TableReference};
 use deltalake::kernel::{Action, Add};
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::operations::get_num_idx_cols_and_stats_columns;
@@ -254,6 +254,40 @@ fn table_store(lake: &Lake, table: Table) -> Result<ObjectStoreRef, StorageError
     Ok(storage.object_store(None))
 }
 
+/// Checks that every file a commit is about to add is still there (one HEAD each): a
+/// `vacuum` with a short retention run during the job may have deleted a staged file, and a
+/// version pointing at a missing file breaks every reader.
+pub async fn check_present(lake: &Lake, table: Table, adds: &[Add]) -> Result<(), StorageError> {
+    use futures::StreamExt;
+    let store = table_store(lake, table)?;
+    // Sixteen at a time: a normalize commits a file per month and task (hundreds on S3).
+    let mut heads = futures::stream::iter(adds)
+        .map(|add| {
+            let store = store.clone();
+            async move {
+                let decoded = percent_decode_str(&add.path).decode_utf8_lossy();
+                match store.head(&StorePath::from(decoded.as_ref())).await {
+                    Ok(_) => Ok(()),
+                    Err(object_store::Error::NotFound { .. }) => {
+                        Err(StorageError::StagedFileMissing {
+                            table: table.sql_name().to_string(),
+                            path: add.path.clone(),
+                        })
+                    }
+                    Err(source) => Err(StorageError::Store {
+                        location: format!("{}/{}", table.path(), add.path),
+                        source,
+                    }),
+                }
+            }
+        })
+        .buffer_unordered(16);
+    while let Some(head) = heads.next().await {
+        head?;
+    }
+    Ok(())
+}
+
 /// Opens `table`, creating it (an empty first version with the schema) if it does not exist.
 pub async fn ensure_table(
     lake: &Lake,
@@ -268,14 +302,7 @@ pub async fn ensure_table(
         .read_batch(RecordBatch::new_empty(schema))
         .map_err(|e| delta_error(table)(DeltaTableError::from(e)))?
         .into_unoptimized_plan();
-    let created = delta::write(
-        lake,
-        table,
-        Arc::new(ctx.state()),
-        empty,
-        delta::WriteMode::Append,
-    )
-    .await;
+    let created = delta::create(lake, table, Arc::new(ctx.state()), empty).await;
     match created {
         Ok(created) => Ok(created),
         // Another writer created it first (two loads into a new lake): use theirs.
@@ -408,6 +435,9 @@ pub async fn commit_replacing(
 ) -> Result<Replaced, StorageError> {
     let table = replacement.table;
     let to_error = delta_error(table);
+    if let Some(staged) = staged {
+        check_present(lake, table, &staged.adds).await?;
+    }
     let mut actions: Vec<Action> = staged
         .map(|s| s.adds.iter().cloned().map(Action::Add).collect())
         .unwrap_or_default();
@@ -419,26 +449,27 @@ pub async fn commit_replacing(
     };
     let state = opened.snapshot().map_err(&to_error)?;
     let txn = lake.next_transaction();
-    let committed =
-        CommitBuilder::from(CommitProperties::default().with_application_transaction(txn.clone()))
-            .with_actions(actions)
-            .build(
-                Some(state as &dyn TableReference),
-                opened.log_store(),
-                operation,
-            )
-            .await;
+    let committed = CommitBuilder::from(lake.commit_properties(&txn))
+        .with_actions(actions)
+        .build(
+            Some(state as &dyn TableReference),
+            opened.log_store(),
+            operation,
+        )
+        .await;
     let version = match committed {
         Ok(committed) => committed.version() as i64,
-        Err(error) => match delta::landed(lake, table, &txn).await {
-            Ok(Some(landed)) => {
+        // Unknown (the log cannot be read): an error that is no conflict, so nothing is
+        // retried and the caller deletes nothing.
+        Err(error) => match delta::resolve_outcome(lake, table, &txn).await? {
+            Some(landed) => {
                 warn!(
                     table = table.sql_name(),
                     "the commit's answer was lost, but the log holds it: not committing again"
                 );
                 landed.version().unwrap_or_default() as i64
             }
-            _ => return Err(to_error(error)),
+            None => return Err(to_error(error)),
         },
     };
     Ok(Replaced {
@@ -468,7 +499,8 @@ pub async fn commit_replacing_retried(
         }
         warn!(
             table = table.sql_name(),
-            attempt, "a concurrent commit came first: {error}; retrying"
+            attempt,
+            "another writer committed to the table first; committing again on top of its version"
         );
         delta::backoff(attempt).await;
         attempt += 1;
@@ -478,7 +510,10 @@ pub async fn commit_replacing_retried(
         let replacement = prepare_replace(ctx, table, &fresh, column, value).await?;
         result = commit_replacing(lake, &fresh, staged, replacement).await;
     }
-    result
+    match result {
+        Err(error) => Err(delta::conflict_in_words(lake, table, error, attempt).await),
+        replaced => replaced,
+    }
 }
 
 fn arrow_cast_utf8(expr: datafusion::prelude::Expr) -> datafusion::prelude::Expr {
@@ -525,12 +560,19 @@ fn columns_of(schema: &deltalake::kernel::StructType) -> Vec<(String, String)> {
 /// fail: the removals are re-planned from the new version and the same files committed again
 /// (bounded, with backoff), so this run's rows replace the partitions as if it had run last.
 /// Returns the new version; on failure the files are left for the caller (or `vacuum`).
+///
+/// `invariants` are table properties every row of the table must agree with (normalize: the
+/// base currency). A whole-table rewrite records them in the commit's metadata; a partition
+/// rewrite is refused when the version it commits on records other values, checked on every
+/// attempt's snapshot: a concurrent rewrite in another base that committed first is seen (its
+/// metadata change fails this attempt's conflict check, and the next attempt reads it).
 pub async fn commit_written(
     lake: &Lake,
     table: Table,
     schema: SchemaRef,
     adds: &[Add],
     replace: &Replace,
+    invariants: &[(&str, &str)],
 ) -> Result<i64, StorageError> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
     use deltalake::kernel::MetadataExt;
@@ -542,6 +584,7 @@ pub async fn commit_written(
         .as_ref()
         .try_into_kernel()
         .map_err(|e| to_error(DeltaTableError::from(e)))?;
+    check_present(lake, table, adds).await?;
     let txn = lake.next_transaction();
     let mut opened = delta::open(lake, table).await?;
     let mut attempt = 1;
@@ -558,7 +601,9 @@ pub async fn commit_written(
                 let metadata = deltalake::kernel::new_metadata(
                     &written_schema,
                     table.partition_columns(),
-                    std::iter::empty::<(String, String)>(),
+                    invariants
+                        .iter()
+                        .map(|(key, value)| (key.to_string(), value.to_string())),
                 )
                 .and_then(|m| m.with_name(table.sql_name().to_string()))
                 .map_err(kernel_error)?;
@@ -580,31 +625,56 @@ pub async fn commit_written(
                     .build()
                     .map_err(&to_error)?
                     .log_store();
-                let committed = CommitBuilder::from(
-                    CommitProperties::default().with_application_transaction(txn.clone()),
-                )
-                .with_actions(actions)
-                .build(None, log_store, operation)
-                .await
-                .map(|c| c.version() as i64);
+                // The table's first version: if another writer created the table meanwhile,
+                // fail and commit again on top of its version (below), instead of letting
+                // delta-rs append this one after it unchecked.
+                let committed =
+                    CommitBuilder::from(lake.commit_properties(&txn).with_max_retries(0))
+                        .with_actions(actions)
+                        .build(None, log_store, operation)
+                        .await
+                        .map(|c| c.version() as i64);
                 committed
             }
             Some(opened) => {
                 let state = opened.snapshot().map_err(&to_error)?;
                 let table_schema = state.schema();
+                let recorded = state.metadata().configuration();
                 let predicate = match replace {
                     Replace::Table => {
-                        if table_schema.as_ref() != &written_schema {
-                            let metadata = state
+                        let same_invariants = invariants.iter().all(|(key, value)| {
+                            recorded.get(*key).map(String::as_str) == Some(*value)
+                        });
+                        if table_schema.as_ref() != &written_schema || !same_invariants {
+                            let mut metadata = state
                                 .metadata()
                                 .clone()
                                 .with_schema(&written_schema)
                                 .map_err(kernel_error)?;
+                            for (key, value) in invariants {
+                                metadata = metadata
+                                    .add_config_key(key.to_string(), value.to_string())
+                                    .map_err(kernel_error)?;
+                            }
                             actions.push(Action::Metadata(metadata));
                         }
                         None
                     }
                     Replace::Partitions { predicate, .. } => {
+                        for (key, value) in invariants {
+                            match recorded.get(*key) {
+                                Some(theirs) if theirs != value => {
+                                    return Err(StorageError::Invariant {
+                                        table: table.sql_name().to_string(),
+                                        key: key.to_string(),
+                                        recorded: theirs.clone(),
+                                        written: value.to_string(),
+                                        version: opened.version().unwrap_or_default(),
+                                    })
+                                }
+                                _ => {}
+                            }
+                        }
                         if columns_of(&table_schema) != columns_of(&written_schema) {
                             return Err(StorageError::SchemaMismatch {
                                 table: table.sql_name().to_string(),
@@ -634,17 +704,15 @@ pub async fn commit_written(
                     partition_by: None,
                     predicate,
                 };
-                let committed = CommitBuilder::from(
-                    CommitProperties::default().with_application_transaction(txn.clone()),
-                )
-                .with_actions(actions)
-                .build(
-                    Some(state as &dyn TableReference),
-                    opened.log_store(),
-                    operation,
-                )
-                .await
-                .map(|c| c.version() as i64);
+                let committed = CommitBuilder::from(lake.commit_properties(&txn))
+                    .with_actions(actions)
+                    .build(
+                        Some(state as &dyn TableReference),
+                        opened.log_store(),
+                        operation,
+                    )
+                    .await
+                    .map(|c| c.version() as i64);
                 committed
             }
         };
@@ -652,7 +720,7 @@ pub async fn commit_written(
             Ok(version) => return Ok(version),
             Err(error) => to_error(error),
         };
-        if let Ok(Some(landed)) = delta::landed(lake, table, &txn).await {
+        if let Some(landed) = delta::resolve_outcome(lake, table, &txn).await? {
             warn!(
                 table = table.sql_name(),
                 "the commit's answer was lost, but the log holds it: not committing again"
@@ -660,14 +728,62 @@ pub async fn commit_written(
             return Ok(landed.version().unwrap_or_default() as i64);
         }
         if !delta::is_conflict(&error) || attempt >= delta::COMMIT_ATTEMPTS {
-            return Err(error);
+            return Err(delta::conflict_in_words(lake, table, error, attempt).await);
         }
         warn!(
             table = table.sql_name(),
-            attempt, "a concurrent commit came first: {error}; committing again on top of it"
+            attempt,
+            "another writer committed to the table first; committing again on top of its version"
         );
-        delta::backoff(attempt).await;
+        // Lost only the race to create the table: no contention to wait out.
+        if opened.is_some() {
+            delta::backoff(attempt).await;
+        }
         attempt += 1;
         opened = delta::open(lake, table).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(path: &str) -> Add {
+        serde_json::from_value(serde_json::json!({
+            "path": path,
+            "size": 4,
+            "partitionValues": {},
+            "modificationTime": 0,
+            "dataChange": true
+        }))
+        .expect("an Add action")
+    }
+
+    /// A commit refuses files that are gone (a vacuum during the job), naming one.
+    #[tokio::test]
+    async fn files_to_commit_must_still_be_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().join("lake").to_str().unwrap(),
+            true,
+            &crate::storage::S3Options::default(),
+        )
+        .await
+        .unwrap();
+        let table = Table::Processed;
+        let folder = dir.path().join("lake").join(table.path()).join("year=2017");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("part-1.parquet"), b"PAR1").unwrap();
+        let present = add("year=2017/part-1.parquet");
+        check_present(&lake, table, std::slice::from_ref(&present))
+            .await
+            .expect("the file is there");
+        let gone = add("year=2017/part-2.parquet");
+        match check_present(&lake, table, &[present, gone]).await {
+            Err(StorageError::StagedFileMissing { path, .. }) => {
+                assert_eq!(path, "year=2017/part-2.parquet")
+            }
+            other => panic!("expected StagedFileMissing, got {other:?}"),
+        }
     }
 }

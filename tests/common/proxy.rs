@@ -51,6 +51,9 @@ pub struct Rule {
     pub path_contains: String,
     pub times: Option<usize>,
     fired: usize,
+    /// Applies only once a rule added before it has fired: a fault that follows another
+    /// (the log unreadable right after a commit's answer was lost).
+    pub after_earlier: bool,
 }
 
 impl Rule {
@@ -63,6 +66,15 @@ impl Rule {
             path_contains: path_contains.to_string(),
             times: Some(times),
             fired: 0,
+            after_earlier: false,
+        }
+    }
+
+    /// This rule, applying only once a rule added before it has fired.
+    pub fn after_earlier(self) -> Self {
+        Self {
+            after_earlier: true,
+            ..self
         }
     }
 
@@ -417,14 +429,17 @@ async fn write_response(
 async fn handle(state: &Arc<Mutex<State>>, upstream: SocketAddr, request: Incoming) -> Answer {
     let (fault, index) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-        let fault = state
-            .rules
-            .iter_mut()
-            .find(|rule| rule.matches(&request.method, &request.path))
-            .map(|rule| {
+        let mut earlier_fired = false;
+        let mut fault = None;
+        for rule in state.rules.iter_mut() {
+            let armed = !rule.after_earlier || earlier_fired;
+            if armed && rule.matches(&request.method, &request.path) {
                 rule.fired += 1;
-                rule.fault
-            });
+                fault = Some(rule.fault);
+                break;
+            }
+            earlier_fired |= rule.fired > 0;
+        }
         state.seen.push(Seen {
             method: request.method.clone(),
             path: request.path.clone(),
