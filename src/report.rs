@@ -296,7 +296,7 @@ pub async fn longest_run(lake: &Lake) -> Result<Option<std::time::Duration>, Sto
         .try_collect()
         .await
         .map_err(|source| lake.store_error("list", "_reports/", source))?;
-    objects.sort_by(|a, b| b.last_modified.cmp(&a.last_modified));
+    objects.sort_by_key(|object| std::cmp::Reverse(object.last_modified));
     let mut longest: Option<u64> = None;
     for object in objects.iter().take(RUNS_CONSIDERED) {
         let relative = object.location.to_string();

@@ -191,7 +191,7 @@ async fn write_once(
             .map_err(delta_error(table))?,
     };
     let exists = existing.version().is_some();
-    let mut properties = lake.commit_properties(&txn);
+    let mut properties = lake.commit_properties(txn);
     if !exists {
         // The table's first version: if another writer created the table meanwhile, fail
         // (and plan again against its version) instead of appending this one after it.

@@ -447,18 +447,10 @@ pub async fn commit_replacing(
         partition_by: None,
         predicate: Some(replacement.predicate),
     };
-    let state = opened.snapshot().map_err(&to_error)?;
     let txn = lake.next_transaction();
-    let committed = CommitBuilder::from(lake.commit_properties(&txn))
-        .with_actions(actions)
-        .build(
-            Some(state as &dyn TableReference),
-            opened.log_store(),
-            operation,
-        )
-        .await;
+    let committed = commit_on(lake, opened, &txn, actions, operation).await;
     let version = match committed {
-        Ok(committed) => committed.version() as i64,
+        Ok(version) => version,
         // Unknown (the log cannot be read): an error that is no conflict, so nothing is
         // retried and the caller deletes nothing.
         Err(error) => match delta::resolve_outcome(lake, table, &txn).await? {
@@ -476,6 +468,27 @@ pub async fn commit_replacing(
         version,
         rows_removed: replacement.rows,
     })
+}
+
+/// Commits `actions` on `opened`'s version, carrying `txn`: Delta's conflict check runs
+/// against the versions committed since. Returns the new version.
+async fn commit_on(
+    lake: &Lake,
+    opened: &DeltaTable,
+    txn: &deltalake::kernel::Transaction,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+) -> Result<i64, DeltaTableError> {
+    let state = opened.snapshot()?;
+    let committed = CommitBuilder::from(lake.commit_properties(txn))
+        .with_actions(actions)
+        .build(
+            Some(state as &dyn TableReference),
+            opened.log_store(),
+            operation,
+        )
+        .await?;
+    Ok(committed.version() as i64)
 }
 
 /// [`commit_replacing`] of the rows where `column = value`, redone from a fresh snapshot when
@@ -704,15 +717,7 @@ pub async fn commit_written(
                     partition_by: None,
                     predicate,
                 };
-                let committed = CommitBuilder::from(lake.commit_properties(&txn))
-                    .with_actions(actions)
-                    .build(
-                        Some(state as &dyn TableReference),
-                        opened.log_store(),
-                        operation,
-                    )
-                    .await
-                    .map(|c| c.version() as i64);
+                let committed = commit_on(lake, opened, &txn, actions, operation).await;
                 committed
             }
         };
