@@ -105,8 +105,6 @@ pub enum EngineError {
     },
     #[error("the Ballista scheduler at {address} did not answer its REST API: {why}")]
     RestApi { address: String, why: String },
-    #[error(transparent)]
-    Runaway(#[from] runaway::Runaway),
     #[error("setting up the cluster session: {0}")]
     Session(#[from] datafusion::error::DataFusionError),
 }
@@ -260,14 +258,6 @@ impl Engine {
                         "submitting the job again after an executor loss stalled it ({e})"
                     );
                 }
-                Err(e) => {
-                    return Err(match self.runaway() {
-                        Some(runaway) => datafusion::error::DataFusionError::External(Box::new(
-                            EngineError::Runaway(runaway),
-                        )),
-                        None => e,
-                    })
-                }
                 outcome => return outcome,
             }
         }
@@ -315,7 +305,8 @@ impl Engine {
         self.stages.arm(bound);
     }
 
-    /// The cluster job the runaway guard cancelled since the last [`Engine::guard_stages`].
+    /// The cluster job the runaway guard cancelled since the last [`Engine::guard_stages`]:
+    /// the job itself fails only with Ballista's "cancelled", so callers say why with this.
     pub fn runaway(&self) -> Option<runaway::Runaway> {
         self.stages.tripped()
     }

@@ -1,15 +1,10 @@
 //! The runaway guard of cluster jobs: a job whose stage count passes a bound fixed before it
 //! runs is cancelled, and fails naming the job, instead of running forever.
 //!
-//! Why: Ballista 55's adaptive planner can replan a running job without end. When a finished
-//! stage measures an input empty, its `PropagateEmptyExecRule` (which ignores its own
-//! `ballista.planner.propagate_empty.enabled` key) rewrites the joins above it; the rewrite
-//! drops a stage whose tasks are in flight, which Ballista cannot cancel
-//! (apache/datafusion-ballista#2063), and every later replan plans new stages. A normalize
-//! with no usable rate spawned thousands of one-task stages and never ended. fxpipe's nodes
-//! plan with the static planner ([`super::node::session_config`]), which has no replan, but
-//! any other way a job could spin costs a whole fleet until someone notices: the bound makes
-//! it an error in minutes at most.
+//! Why: Ballista 55's adaptive planner replanned a job with an empty input for ever
+//! (thousands of one-task stages; the mechanism is in [`super::node::session_config`]).
+//! fxpipe's nodes plan with the static planner, which has no replan, but any other way a job
+//! could spin costs a whole fleet until someone notices: the bound makes it an error.
 //!
 //! The bound is [`FACTOR`] × the stages the job's plan has when planned in this process (its
 //! exchanges, broadcasts and merges, plus the final stage), never less than [`FLOOR`];

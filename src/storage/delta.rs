@@ -122,17 +122,23 @@ pub async fn write(
     let txn = lake.next_transaction();
     let mut attempt = 1;
     loop {
-        let existed = lake.has_delta_log(table).await?;
-        let written = write_once(lake, table, session.clone(), plan.clone(), &mode, &txn).await;
+        let existing = open(lake, table).await?;
+        let existed = existing.is_some();
+        let written = write_once(
+            lake,
+            table,
+            existing,
+            session.clone(),
+            plan.clone(),
+            &mode,
+            &txn,
+        )
+        .await;
         let error = match written {
             Ok(written) => return Ok(written),
             Err(error) => error,
         };
         if let Some(landed) = resolve_outcome(lake, table, &txn).await? {
-            warn!(
-                table = table.sql_name(),
-                "the commit's answer was lost, but the log holds it: not committing again"
-            );
             return Ok(landed);
         }
         if !is_conflict(&error) || attempt >= COMMIT_ATTEMPTS {
@@ -165,7 +171,7 @@ pub async fn create(
         return Ok(existing);
     }
     let txn = lake.next_transaction();
-    match write_once(lake, table, session, plan, &WriteMode::Append, &txn).await {
+    match write_once(lake, table, None, session, plan, &WriteMode::Append, &txn).await {
         Ok(created) => Ok(created),
         Err(error) => match resolve_outcome(lake, table, &txn).await? {
             Some(created) => Ok(created),
@@ -174,16 +180,18 @@ pub async fn create(
     }
 }
 
-/// One attempt of [`write`], planned against the table's latest version.
+/// One attempt of [`write`], planned against `existing` (the table's latest version; `None`:
+/// no table yet).
 async fn write_once(
     lake: &Lake,
     table: Table,
+    existing: Option<DeltaTable>,
     session: Arc<dyn Session>,
     plan: LogicalPlan,
     mode: &WriteMode,
     txn: &Transaction,
 ) -> Result<DeltaTable, StorageError> {
-    let existing = match open(lake, table).await? {
+    let existing = match existing {
         Some(opened) => opened,
         None => lake
             .delta_builder(table)?
@@ -242,7 +250,14 @@ pub async fn resolve_outcome(
     let mut read = 1;
     loop {
         match landed(lake, table, txn).await {
-            Ok(outcome) => return Ok(outcome),
+            Ok(Some(landed)) => {
+                warn!(
+                    table = table.sql_name(),
+                    "the commit's answer was lost, but the log holds it: not committing again"
+                );
+                return Ok(Some(landed));
+            }
+            Ok(None) => return Ok(None),
             Err(error) if read >= OUTCOME_READS => {
                 return Err(StorageError::OutcomeUnknown {
                     table: table.sql_name().to_string(),

@@ -95,7 +95,7 @@ pub enum StorageError {
     Unreadable { table: String, detail: String },
     #[error("Delta table {table}: a commit failed and the log could not be read to learn whether it landed ({detail}); nothing was deleted. Run the command again once the lake answers: it recognises its own commit or makes it, never twice; `fxpipe vacuum` removes files no version needs")]
     OutcomeUnknown { table: String, detail: String },
-    #[error("Delta table {table}: other writers kept committing to it first ({attempts} attempts, each planned again on their newest version; the newest is {latest}); nothing of this run was committed. Run the command again once the other job is done")]
+    #[error("Delta table {table}: other writers kept committing to it first ({attempts} attempts, each planned again on their newest version; the newest is {latest}); this run's change to it was not committed. Run the command again once the other job is done")]
     Contended {
         table: String,
         attempts: u32,

@@ -454,13 +454,7 @@ pub async fn commit_replacing(
         // Unknown (the log cannot be read): an error that is no conflict, so nothing is
         // retried and the caller deletes nothing.
         Err(error) => match delta::resolve_outcome(lake, table, &txn).await? {
-            Some(landed) => {
-                warn!(
-                    table = table.sql_name(),
-                    "the commit's answer was lost, but the log holds it: not committing again"
-                );
-                landed.version().unwrap_or_default() as i64
-            }
+            Some(landed) => landed.version().unwrap_or_default() as i64,
             None => return Err(to_error(error)),
         },
     };
@@ -726,10 +720,6 @@ pub async fn commit_written(
             Err(error) => to_error(error),
         };
         if let Some(landed) = delta::resolve_outcome(lake, table, &txn).await? {
-            warn!(
-                table = table.sql_name(),
-                "the commit's answer was lost, but the log holds it: not committing again"
-            );
             return Ok(landed.version().unwrap_or_default() as i64);
         }
         if !delta::is_conflict(&error) || attempt >= delta::COMMIT_ATTEMPTS {
