@@ -13,7 +13,7 @@ use fxpipe::jobs::normalize::NormalizeOptions;
 use fxpipe::jobs::{analytics, load, normalize};
 use fxpipe::report;
 use fxpipe::storage::inputs::Input;
-use fxpipe::storage::{delta, Lake, Table};
+use fxpipe::storage::{compact, delta, Lake, Table};
 
 use super::args::{GenCommand, OptimizeArgs, QuickstartArgs, VacuumArgs};
 use super::ingest::finish_ingest;
@@ -230,14 +230,28 @@ pub(crate) async fn optimize(
             continue;
         }
         let target = args.target_mib.saturating_mul(1 << 20);
-        match delta::optimize(lake, table, engine.session(), target).await? {
+        match compact::optimize(lake, table, engine.local_ctx(), target).await? {
             None => outln!("{}: no table yet", table.sql_name())?,
-            Some(c) => outln!(
-                "{}: {} small files compacted into {} in {} partitions (version {})",
+            Some(compact::Compaction {
+                files_removed: Some(0),
+                version,
+                ..
+            }) => outln!(
+                "{}: nothing to compact (version {version})",
+                table.sql_name()
+            )?,
+            Some(compact::Compaction {
+                files_removed: Some(removed),
+                files_added: Some(added),
+                partitions: Some(partitions),
+                version,
+            }) => outln!(
+                "{}: {removed} small files compacted into {added} in {partitions} partitions (version {version})",
                 table.sql_name(),
-                c.files_removed,
-                c.files_added,
-                c.partitions,
+            )?,
+            Some(c) => outln!(
+                "{}: compacted (version {}; the commit's answer was lost, so its counts are unknown)",
+                table.sql_name(),
                 c.version
             )?,
         }

@@ -311,51 +311,12 @@ pub async fn conflict_in_words(
 /// The key of commitInfo under which every fxpipe commit records its command.
 pub const COMMAND_KEY: &str = "fxpipe.command";
 
-/// What `optimize` did to one table.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Compaction {
-    pub files_removed: u64,
-    pub files_added: u64,
-    pub partitions: u64,
-    /// The table's version after the compaction (unchanged when there was nothing to do).
-    pub version: i64,
-}
-
 /// Whether compacting `table` keeps fxpipe's own writes correct. `transactions` and `rejects`
 /// keep the data files of each source file apart: a re-load replaces a file's rows by
 /// removing exactly its data files, so merging files of several sources would make every
 /// later re-load of them refuse (it never rewrites other files' rows).
 pub fn compactable(table: Table) -> bool {
     !matches!(table, Table::Transactions | Table::Rejects)
-}
-
-/// Rewrites small data files into larger ones (Delta's OPTIMIZE, bin-packing per partition),
-/// in one commit that readers see atomically; e.g. a year of daily rate commits becomes one
-/// file per month. The replaced files stay for time travel until `vacuum`.
-pub async fn optimize(
-    lake: &Lake,
-    table: Table,
-    session: Arc<dyn Session>,
-    target_bytes: u64,
-) -> Result<Option<Compaction>, StorageError> {
-    let Some(opened) = open(lake, table).await? else {
-        return Ok(None);
-    };
-    let txn = lake.next_transaction();
-    let mut builder = opened
-        .optimize()
-        .with_session_state(session)
-        .with_commit_properties(lake.commit_properties(&txn));
-    if let Some(target) = std::num::NonZeroU64::new(target_bytes) {
-        builder = builder.with_target_size(target);
-    }
-    let (optimized, metrics) = builder.await.map_err(delta_error(table))?;
-    Ok(Some(Compaction {
-        files_removed: metrics.num_files_removed,
-        files_added: metrics.num_files_added,
-        partitions: metrics.partitions_optimized,
-        version: optimized.version().unwrap_or_default() as i64,
-    }))
 }
 
 /// Removes data files that no version within the retention period needs, including files a

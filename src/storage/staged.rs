@@ -36,7 +36,7 @@ use tracing::warn;
 use super::{delta, Lake, StorageError, Table};
 
 /// Data files roll over at this size (Delta's usual target).
-const TARGET_FILE_BYTES: u64 = 128 << 20;
+pub(crate) const TARGET_FILE_BYTES: u64 = 128 << 20;
 
 /// Rows per Parquet row group. The writer holds a row group in memory until it is complete,
 /// so this bounds the memory of a write (the Parquet default of 1Mi rows is ~8x more), and
@@ -77,6 +77,21 @@ pub(crate) fn writer_config(
     partition_columns: Vec<String>,
     configuration: &std::collections::HashMap<String, String>,
 ) -> WriterConfig {
+    writer_config_sized(
+        schema,
+        partition_columns,
+        configuration,
+        NonZeroU64::new(TARGET_FILE_BYTES).expect("not zero"),
+    )
+}
+
+/// [`writer_config`] with files rolled at `target_file_bytes` (`optimize --target-mib`).
+pub(crate) fn writer_config_sized(
+    schema: SchemaRef,
+    partition_columns: Vec<String>,
+    configuration: &std::collections::HashMap<String, String>,
+    target_file_bytes: NonZeroU64,
+) -> WriterConfig {
     let configuration = configuration
         .iter()
         .map(|(k, v)| (k.clone(), Some(v.clone())))
@@ -94,7 +109,7 @@ pub(crate) fn writer_config(
                 .set_created_by(format!("fxpipe {}", env!("CARGO_PKG_VERSION")))
                 .build(),
         ),
-        NonZeroU64::new(TARGET_FILE_BYTES),
+        Some(target_file_bytes),
         None,
         indexed,
         stats_columns,
@@ -139,6 +154,34 @@ impl StagedWriter {
             .map(|c| c.to_string())
             .collect();
         let config = writer_config(schema, partition_columns, state.metadata().configuration());
+        let store = table_store(lake, table)?;
+        Ok(Self {
+            table,
+            writer: DeltaWriter::new(store.clone(), config),
+            store,
+        })
+    }
+
+    /// [`StagedWriter::begin`], rolling files at `target_file_bytes` (compaction's target).
+    pub async fn begin_sized(
+        lake: &Lake,
+        table: Table,
+        opened: &DeltaTable,
+        schema: SchemaRef,
+        target_file_bytes: NonZeroU64,
+    ) -> Result<Self, StorageError> {
+        let state = opened.snapshot().map_err(delta_error(table))?;
+        let partition_columns = table
+            .partition_columns()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let config = writer_config_sized(
+            schema,
+            partition_columns,
+            state.metadata().configuration(),
+            target_file_bytes,
+        );
         let store = table_store(lake, table)?;
         Ok(Self {
             table,
@@ -194,6 +237,14 @@ impl StagedFiles {
             store: table_store(lake, table)?,
             adds,
         })
+    }
+
+    /// Marks the files as no data change (`dataChange = false`): they hold rows the table
+    /// already has, rewritten (compaction), so streaming readers skip them.
+    pub fn mark_no_data_change(&mut self) {
+        for add in &mut self.adds {
+            add.data_change = false;
+        }
     }
 
     /// The files' `Add` actions.

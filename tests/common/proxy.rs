@@ -32,6 +32,9 @@ use tokio::net::TcpStream;
 pub enum Fault {
     /// Answers `503 Slow Down` with S3's XML error body; moto never sees the request.
     SlowDown503,
+    /// Answers `412 Precondition Failed` (S3's answer to a conditional PUT of a key that
+    /// exists: another writer took that log version); moto never sees the request.
+    Taken412,
     /// Closes the connection without an answer; moto never sees the request.
     DropBefore,
     /// Forwards the request (it takes effect in moto), then closes the connection without an
@@ -103,6 +106,8 @@ pub struct Seen {
     pub fault: Option<Fault>,
     /// moto's status, when the request was forwarded and moto answered.
     pub upstream_status: Option<u16>,
+    /// When the proxy received it.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Default)]
@@ -445,11 +450,13 @@ async fn handle(state: &Arc<Mutex<State>>, upstream: SocketAddr, request: Incomi
             path: request.path.clone(),
             fault,
             upstream_status: None,
+            at: std::time::Instant::now(),
         });
         (fault, state.seen.len() - 1)
     };
     match fault {
         Some(Fault::SlowDown503) => return Answer::Respond(slow_down(&request.path)),
+        Some(Fault::Taken412) => return Answer::Respond(precondition_failed(&request.path)),
         Some(Fault::DropBefore) => return Answer::Drop,
         _ => {}
     }
@@ -474,6 +481,21 @@ async fn handle(state: &Arc<Mutex<State>>, upstream: SocketAddr, request: Incomi
 }
 
 /// S3's answer when it wants a client to slow down.
+fn precondition_failed(path: &str) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PreconditionFailed</Code>\
+         <Message>At least one of the pre-conditions you specified did not hold</Message>\
+         <Resource>{path}</Resource><RequestId>FAULTPROXY</RequestId></Error>"
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::PRECONDITION_FAILED;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
 fn slow_down(path: &str) -> Response<Full<Bytes>> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
