@@ -246,3 +246,45 @@ fn vacuum_refuses_a_retention_shorter_than_the_longest_job_without_force() {
     assert!(files() < before);
     assert_eq!(lake.count("processed"), lake.count("transactions"));
 }
+
+#[test]
+fn a_commit_that_keeps_losing_says_so_in_fxpipes_words() {
+    let files = tempfile::tempdir().unwrap();
+    let source = rate_files(files.path());
+    let lake = Lake::s3();
+    lake.run(&ingest(&source, "2017-01-01", "2017-01-10"));
+    let rates = lake.count("rates");
+    // Every attempt to write the next log version finds it taken (412), as when other writers
+    // keep committing first.
+    let proxy = Proxy::start(lake.moto().port);
+    proxy.set(Rule::always(
+        Fault::Taken412,
+        "PUT",
+        "api_response/response/_delta_log/",
+    ));
+    let mut command = lake.command(&ingest(&source, "2017-01-11", "2017-01-20"));
+    command.env("AWS_ENDPOINT_URL", proxy.endpoint());
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("other writers kept committing to it first")
+            && stderr.contains("the newest is version 0 (WRITE by `fxpipe ingest")
+            && stderr.contains("attempts"),
+        "{stderr}"
+    );
+    for delta_rs in [
+        "Help:",
+        "isolation level",
+        "Commit failed",
+        "deltalake_core",
+    ] {
+        assert!(
+            !stderr.contains(delta_rs),
+            "delta-rs's {delta_rs:?}:\n{stderr}"
+        );
+    }
+    // It tried more than once, and nothing of it landed.
+    assert!(proxy.faulted(Some(Fault::Taken412)).len() >= 2);
+    assert_eq!(lake.count("rates"), rates);
+}
