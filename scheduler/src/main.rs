@@ -1,13 +1,12 @@
 //! `fxpipe-scheduler`: Ballista's scheduler with fxpipe's functions, object stores and codecs.
 //! Every Ballista scheduler flag works as documented upstream (`--bind-port`,
-//! `--executor-timeout-seconds`, …); S3 settings come from this node's own environment.
+//! `--executor-timeout-seconds`, …), plus `--tls-dir` and `--insecure-plaintext`; it binds
+//! 127.0.0.1 unless given TLS. S3 settings come from this node's own environment.
 
 use std::sync::Arc;
 
-use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{Config, SchedulerConfig};
-use ballista_scheduler::scheduler_process::start_server;
-use fxpipe::engine::node;
+use fxpipe::engine::{node, serve, tls};
 use fxpipe::storage::registry::NodeStores;
 use fxpipe::storage::S3Options;
 
@@ -21,7 +20,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let config: Config = node::parse_node_config("scheduler_policy");
+    let (config, flags): (Config, _) = node::parse_node_config("scheduler_policy");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level_setting));
     tracing_subscriber::fmt()
@@ -29,6 +28,14 @@ async fn run() -> anyhow::Result<()> {
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
+    tls::install_crypto_provider();
+    let security = flags.security()?;
+    serve::check_bind(
+        "fxpipe-scheduler",
+        &config.bind_host,
+        config.bind_port,
+        &security,
+    )?;
     let address = format!("{}:{}", config.bind_host, config.bind_port).parse()?;
     let stores = Arc::new(NodeStores::from_environment(&S3Options::from_env()).await);
     let config: SchedulerConfig = config.try_into()?;
@@ -39,8 +46,6 @@ async fn run() -> anyhow::Result<()> {
         }));
     config.override_logical_codec = Some(node::logical_codec());
     config.override_physical_codec = Some(node::physical_codec());
-    let cluster = BallistaCluster::new_from_config(&config).await?;
-    tracing::info!(%address, "fxpipe-scheduler listening");
-    start_server(cluster, address, Arc::new(config)).await?;
+    serve::run_scheduler(config, address, security).await?;
     Ok(())
 }

@@ -47,6 +47,11 @@ pub(crate) struct Cli {
     )]
     pub(crate) cluster: Option<String>,
 
+    /// Mutual TLS with the cluster: DIR holds ca.pem, cert.pem and key.pem (`fxpipe cluster
+    /// certs` makes them). Needed when the cluster's nodes run with --tls-dir.
+    #[arg(long, global = true, env = "FXPIPE_TLS_DIR", value_name = "DIR")]
+    pub(crate) tls_dir: Option<std::path::PathBuf>,
+
     /// Partitions of each stage on the cluster (each is one task). Default: the cores of the
     /// executors registered when the job starts, as the scheduler reports them (16 when it
     /// cannot say).
@@ -178,11 +183,36 @@ pub(crate) enum Command {
     /// The lake's tables in Athena or the Glue Data Catalog (no crawler); reads the lake only.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// Set up a Ballista cluster: `cluster certs` makes its TLS certificates.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
     Completions(CompletionsArgs),
     /// Check this setup (configuration, lake, AWS, App ID, cluster, orphan files): one line per
     /// check, a hint for each failure, exit status 1 if any failed.
     Doctor(super::doctor::DoctorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// A CA and, for each host and for the client, a TLS directory (ca.pem, cert.pem, key.pem)
+    /// for --tls-dir. Keys are written mode 0600; the CA's key (OUT/ca-key.pem) stays out of
+    /// the directories: keep it off the nodes.
+    Certs(ClusterCertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClusterCertsArgs {
+    /// Folder to write into: OUT/<host>/ for each host, OUT/client/, OUT/ca-key.pem.
+    #[arg(long, value_name = "OUT")]
+    pub(crate) out: std::path::PathBuf,
+    /// Host names or IP addresses of the nodes, comma-separated (each certificate is also
+    /// valid for localhost and 127.0.0.1).
+    #[arg(long, value_delimiter = ',', required = true, value_name = "HOST,...")]
+    pub(crate) hosts: Vec<String>,
+    /// Days the certificates are valid.
+    #[arg(long, default_value_t = 365)]
+    pub(crate) days: u32,
 }
 
 #[derive(Debug, Args)]

@@ -128,7 +128,7 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> anyhow::Result<()> {
     let (lake, aws, cluster) = tokio::join!(
         check_lake(&cli.lake, &s3_options, timeout, args.retention_hours),
         check_aws(on_s3, &s3_options, timeout, &origins),
-        check_cluster(cli.cluster.as_deref(), timeout),
+        check_cluster(cli.cluster.as_deref(), cli.tls_dir.as_deref(), timeout),
     );
     let (aws_config, aws) = aws;
     checks.extend(aws_config);
@@ -569,7 +569,11 @@ fn check_oxr(args: &DoctorArgs) -> Check {
 }
 
 /// The Ballista scheduler, when jobs run on a cluster.
-async fn check_cluster(address: Option<&str>, timeout: Duration) -> Check {
+async fn check_cluster(
+    address: Option<&str>,
+    tls_dir: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Check {
     let Some(address) = address else {
         return Check::new(
             "cluster",
@@ -577,7 +581,22 @@ async fn check_cluster(address: Option<&str>, timeout: Duration) -> Check {
             "not used (no --cluster / FXPIPE_CLUSTER: jobs run in this process)",
         );
     };
-    let status = match tokio::time::timeout(timeout, scheduler::status(address, timeout)).await {
+    let tls = match tls_dir.map(fxpipe::engine::tls::Tls::load).transpose() {
+        Ok(tls) => tls,
+        Err(error) => {
+            return Check::fail(
+                "cluster",
+                error.to_string(),
+                "check --tls-dir / FXPIPE_TLS_DIR",
+            )
+        }
+    };
+    let status = match tokio::time::timeout(
+        timeout,
+        scheduler::status(address, timeout, tls.as_ref()),
+    )
+    .await
+    {
         Ok(Ok(status)) => Ok(status),
         Ok(Err(EngineError::RestApi { why, .. })) => Err(why),
         Ok(Err(other)) => Err(other.to_string()),

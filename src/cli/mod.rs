@@ -116,6 +116,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print::stdout().write_all(&script)?;
         return Ok(());
     }
+    if let Command::Cluster(args::ClusterCommand::Certs(certs)) = &cli.command {
+        let written = fxpipe::engine::tls::generate(&certs.out, &certs.hosts, certs.days)?;
+        for member in &written.members {
+            outln!("{}", member.display())?;
+        }
+        outln!(
+            "CA key: {} (keep it off the nodes; it signs new members)",
+            written.ca_key.display()
+        )?;
+        return Ok(());
+    }
     if let Command::Doctor(args) = &cli.command {
         return doctor::run(&cli, args).await;
     }
@@ -135,7 +146,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(_) | Command::Normalize(_) | Command::Sql(_) | Command::Report(_)
     );
     let engine = match &cli.cluster {
-        Some(address) if on_cluster => Engine::cluster(address, cli.cluster_partitions).await?,
+        Some(address) if on_cluster => {
+            let tls = cli
+                .tls_dir
+                .as_deref()
+                .map(fxpipe::engine::tls::Tls::load)
+                .transpose()?;
+            Engine::cluster(address, cli.cluster_partitions, tls).await?
+        }
         Some(address) => {
             tracing::info!(%address, "this command runs in this process, not on the cluster");
             Engine::embedded()
@@ -177,6 +195,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Quickstart(_) => "quickstart",
         Command::Catalog(_) => "catalog",
         Command::Completions(_) => "completions",
+        Command::Cluster(_) => "cluster",
         Command::Doctor(_) => "doctor",
     }
 }
@@ -186,7 +205,9 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
     let base = &cli.base_currency;
     let quiet = cli.quiet;
     match cli.command {
-        Command::Gen(_) | Command::Completions(_) | Command::Doctor(_) => Ok(()),
+        Command::Gen(_) | Command::Completions(_) | Command::Doctor(_) | Command::Cluster(_) => {
+            Ok(())
+        }
         Command::Ingest(args) => {
             ingest::run_ingest_command(&engine, &lake, args, base, quiet).await
         }

@@ -14,7 +14,9 @@ pub mod node;
 pub mod progress;
 pub mod runaway;
 pub mod scheduler;
+pub mod serve;
 pub mod tally;
+pub mod tls;
 pub mod write;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +41,8 @@ pub struct Engine {
     local: SessionContext,
     /// The scheduler's address when plans run on a Ballista cluster.
     cluster: Option<String>,
+    /// Mutual TLS with the cluster (`--tls-dir`).
+    tls: Option<tls::Tls>,
     /// The name this engine's cluster jobs carry (`ballista.job.name`), to follow them.
     job_name: Option<String>,
     /// Jobs the progress watcher cancelled as stalled after an executor loss.
@@ -72,8 +76,8 @@ const BALLISTA_DEFAULT_PARTITIONS: usize = 16;
 /// tasks covers a stage. Each task costs ~27 ms to schedule and start (benches/README.md), and
 /// with Ballista's fixed 16 a normalize on a two-executor cluster ran 181 tasks, most of its
 /// time. With no answer (or no executor yet) it stays at Ballista's 16.
-async fn cluster_partitions(address: &str) -> usize {
-    match scheduler::status(address, std::time::Duration::from_secs(5)).await {
+fn cluster_partitions(status: Result<scheduler::SchedulerStatus, EngineError>) -> usize {
+    match status {
         Ok(status) if status.vcores > 0 => status.vcores,
         Ok(_) => {
             tracing::warn!(
@@ -150,6 +154,7 @@ impl Engine {
             local: ctx.clone(),
             ctx,
             cluster: None,
+            tls: None,
             job_name: None,
             rescues: Arc::default(),
             stages: runaway::StageGuard::default(),
@@ -166,9 +171,13 @@ impl Engine {
     /// Every stage runs in `partitions` tasks; by default as many as the executors have cores
     /// (Ballista's own default is 16 whatever the cluster: on a small cluster most of a job's
     /// time went to starting those tasks, see `cluster_partitions`).
+    ///
+    /// With `tls`, every connection (to the scheduler, its REST API and the executors) is made
+    /// over mutual TLS with that certificate.
     pub async fn cluster(
         address: &str,
         partitions: Option<std::num::NonZeroUsize>,
+        tls: Option<tls::Tls>,
     ) -> Result<Self, EngineError> {
         use ballista::prelude::SessionContextExt;
         let host_port = host_port(address)?;
@@ -184,15 +193,27 @@ impl Engine {
             source,
         })?;
         let job_name = format!("fxpipe-{:016x}", rand::random::<u64>());
+        let status =
+            scheduler::status(address, std::time::Duration::from_secs(5), tls.as_ref()).await;
+        // A TLS scheduler asked in plain text: say so now, not after a job fails with an
+        // HTTP/2 protocol error.
+        if let Err(EngineError::RestApi { why, .. }) = &status {
+            if tls.is_none() && why.contains("serves TLS") {
+                return Err(status.expect_err("an error"));
+            }
+        }
         let partitions = match partitions {
             Some(partitions) => partitions.get(),
-            None => cluster_partitions(address).await,
+            None => cluster_partitions(status),
         };
         tracing::debug!(partitions, "partitions per cluster stage");
         let mut config = node::session_config()
             .set_str("ballista.job.name", &job_name)
             .with_target_partitions(partitions);
         config.options_mut().sql_parser.parse_float_as_decimal = true;
+        if let Some(tls) = &tls {
+            config = tls.session_config(config);
+        }
         let state = datafusion::execution::SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
@@ -204,6 +225,7 @@ impl Engine {
             ctx,
             local: Self::embedded().ctx,
             cluster: Some(address.to_string()),
+            tls,
             job_name: Some(job_name),
             rescues: Arc::default(),
             stages: runaway::StageGuard::default(),
@@ -225,6 +247,7 @@ impl Engine {
         let host_port = self.cluster.as_deref()?.strip_prefix("df://")?;
         let progress = progress::Progress::start(
             host_port,
+            self.tls.as_ref(),
             self.job_name.as_deref()?,
             stall_timeout(),
             self.rescues.clone(),

@@ -110,15 +110,68 @@ pub fn logical_codec() -> Arc<FxLogicalCodec> {
     Arc::new(FxLogicalCodec::default())
 }
 
+/// A node's own flags, beside Ballista's.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFlags {
+    /// `--tls-dir` / `FXPIPE_TLS_DIR`: mutual TLS with the certificates there.
+    pub tls_dir: Option<PathBuf>,
+    /// `--insecure-plaintext` / `FXPIPE_INSECURE_PLAINTEXT`: serve a non-loopback address
+    /// without TLS.
+    pub insecure_plaintext: bool,
+}
+
+impl NodeFlags {
+    /// The node's security: its TLS material loaded (an error names the missing file).
+    pub fn security(&self) -> Result<super::serve::Security, super::tls::TlsError> {
+        Ok(super::serve::Security {
+            tls: self
+                .tls_dir
+                .as_deref()
+                .map(super::tls::Tls::load)
+                .transpose()?,
+            insecure_plaintext: self.insecure_plaintext,
+        })
+    }
+}
+
 /// Parses a Ballista scheduler or executor `Config` (`policy_arg` names its scheduling-policy
-/// flag) with pull-staged scheduling as the default instead of Ballista's push-staged.
+/// flag) with fxpipe's defaults and flags:
 ///
-/// Why: under push-staged scheduling, Ballista 55's scheduler keeps the vcores of a task it
-/// cancelled when it rolled back a stage after an executor loss, so the surviving executors
-/// run out of slots and the job waits forever. Under pull-staged, each executor reports its
-/// own free slots on every poll and nothing leaks. `--scheduler-policy push-staged` (and the
-/// executors' `--task-scheduling-policy push-staged`) still select Ballista's default.
-pub fn parse_node_config<C: clap::Parser>(policy_arg: &str) -> C {
-    let command = C::command().mut_arg(policy_arg, |arg| arg.default_value("pull-staged"));
-    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+/// - pull-staged scheduling instead of Ballista's push-staged. Under push-staged, Ballista
+///   55's scheduler keeps the vcores of a task it cancelled when it rolled back a stage after
+///   an executor loss, so the surviving executors run out of slots and the job waits forever.
+///   Under pull-staged, each executor reports its own free slots on every poll and nothing
+///   leaks. `--scheduler-policy push-staged` (and the executors' `--task-scheduling-policy
+///   push-staged`) still select Ballista's default, without TLS.
+/// - `--bind-host 127.0.0.1` instead of Ballista's 0.0.0.0: Ballista authenticates nobody, so
+///   a node is reachable from elsewhere only with `--tls-dir`, or with `--insecure-plaintext`.
+pub fn parse_node_config<C: clap::Parser>(policy_arg: &str) -> (C, NodeFlags) {
+    let command = C::command()
+        .mut_arg(policy_arg, |arg| arg.default_value("pull-staged"))
+        .mut_arg("bind_host", |arg| {
+            arg.default_value("127.0.0.1")
+                .help("Local IP address to bind to: loopback unless --tls-dir (or --insecure-plaintext) is given.")
+        })
+        .arg(
+            clap::Arg::new("tls_dir")
+                .long("tls-dir")
+                .env("FXPIPE_TLS_DIR")
+                .value_name("DIR")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Mutual TLS: DIR holds ca.pem, cert.pem and key.pem (`fxpipe cluster certs` makes them); only peers the CA signed are served or called."),
+        )
+        .arg(
+            clap::Arg::new("insecure_plaintext")
+                .long("insecure-plaintext")
+                .env("FXPIPE_INSECURE_PLAINTEXT")
+                .action(clap::ArgAction::SetTrue)
+                .help("Serve a non-loopback --bind-host without TLS (anyone who reaches the port can run any plan); warns every minute."),
+        );
+    let matches = command.get_matches();
+    let flags = NodeFlags {
+        tls_dir: matches.get_one::<PathBuf>("tls_dir").cloned(),
+        insecure_plaintext: matches.get_flag("insecure_plaintext"),
+    };
+    let config = C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (config, flags)
 }

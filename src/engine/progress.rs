@@ -116,6 +116,7 @@ impl Progress {
     /// tasks on a terminal (else log lines).
     pub fn start(
         host_port: &str,
+        tls: Option<&super::tls::Tls>,
         job_name: &str,
         stall: Duration,
         rescues: Arc<AtomicUsize>,
@@ -125,12 +126,9 @@ impl Progress {
         let (stop, stopped) = oneshot::channel();
         let (settle, settles) = mpsc::unbounded_channel();
         let watcher = Watcher {
-            base: format!("http://{host_port}/api"),
+            base: format!("{}://{host_port}/api", super::tls::rest_scheme(tls)),
             job_name: job_name.to_string(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            client: super::tls::rest_client(tls, Duration::from_secs(5)).unwrap_or_default(),
             seen: BTreeMap::new(),
             show_bar: show_bar && std::io::stderr().is_terminal(),
             bar: None,

@@ -41,13 +41,21 @@ struct Specification {
 }
 
 /// Asks the scheduler at `address` (`df://HOST:PORT`); each request gives up after `timeout`.
-pub async fn status(address: &str, timeout: Duration) -> Result<SchedulerStatus, EngineError> {
-    let base = format!("http://{}/api", super::host_port(address)?);
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .build()
-        .map_err(|e| rest_error(address, &e))?;
+/// With `tls`, over mutual TLS.
+pub async fn status(
+    address: &str,
+    timeout: Duration,
+    tls: Option<&super::tls::Tls>,
+) -> Result<SchedulerStatus, EngineError> {
+    let base = format!(
+        "{}://{}/api",
+        super::tls::rest_scheme(tls),
+        super::host_port(address)?
+    );
+    let client = super::tls::rest_client(tls, timeout).map_err(|e| EngineError::RestApi {
+        address: address.to_string(),
+        why: e.to_string(),
+    })?;
     let get = |path: &'static str| {
         let request = client.get(format!("{base}{path}"));
         async move {
@@ -92,6 +100,9 @@ fn rest_error(address: &str, error: &reqwest::Error) -> EngineError {
             why = format!("{why}: {text}");
         }
         source = cause.source();
+    }
+    if why.contains("invalid HTTP version") {
+        why.push_str(" (the scheduler serves TLS: give --tls-dir / FXPIPE_TLS_DIR)");
     }
     EngineError::RestApi {
         address: address.to_string(),

@@ -16,6 +16,9 @@ pub struct Cluster {
     pub executors: Vec<Child>,
     pub port: u16,
     pub work: tempfile::TempDir,
+    /// With mutual TLS: the folder `fxpipe cluster certs` wrote (`127.0.0.1/` for the nodes,
+    /// `client/` for clients).
+    pub certs: Option<PathBuf>,
 }
 
 /// A binary of the workspace, built beside the `fxpipe` binary (`tests/run.sh` builds them).
@@ -33,9 +36,31 @@ pub fn binary(name: &str) -> PathBuf {
 impl Cluster {
     /// Starts a scheduler and `executors` executors; returns once all have registered.
     pub fn start(executors: usize, env: &[(&str, String)]) -> Self {
+        Self::start_with(executors, env, false)
+    }
+
+    /// The same with mutual TLS between every member (certificates made by `fxpipe cluster
+    /// certs`).
+    pub fn start_tls(executors: usize, env: &[(&str, String)]) -> Self {
+        Self::start_with(executors, env, true)
+    }
+
+    fn start_with(executors: usize, env: &[(&str, String)], tls: bool) -> Self {
         let port = free_port();
         let work = tempfile::tempdir().expect("work dir");
+        let certs = tls.then(|| {
+            let certs = work.path().join("certs");
+            let status = Command::new(env!("CARGO_BIN_EXE_fxpipe"))
+                .args(["cluster", "certs", "--hosts", "127.0.0.1", "--out"])
+                .arg(&certs)
+                .stdout(Stdio::null())
+                .status()
+                .expect("fxpipe cluster certs");
+            assert!(status.success(), "fxpipe cluster certs failed");
+            certs
+        });
         let scheduler = Command::new(binary("fxpipe-scheduler"))
+            .args(node_tls(certs.as_deref()))
             .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
             .args(["--bind-port", &port.to_string()])
             // Above the 5 s at which a busy pull-staged executor polls (its heartbeat).
@@ -53,6 +78,7 @@ impl Cluster {
             executors: Vec::new(),
             port,
             work,
+            certs,
         };
         cluster.wait_for(|c| c.http_get("/api/version").is_some(), "the scheduler");
         for n in 0..executors {
@@ -69,6 +95,7 @@ impl Cluster {
         let dir = self.work.path().join(format!("executor-{n}"));
         std::fs::create_dir_all(&dir).expect("executor work dir");
         let child = Command::new(binary("fxpipe-executor"))
+            .args(node_tls(self.certs.as_deref()))
             .args(["--scheduler-host", "127.0.0.1"])
             .args(["--scheduler-port", &self.port.to_string()])
             .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
@@ -107,8 +134,33 @@ impl Cluster {
             .unwrap_or(0)
     }
 
+    /// The client's TLS directory (`--tls-dir` of fxpipe), on a TLS cluster.
+    pub fn client_tls(&self) -> Option<PathBuf> {
+        self.certs.as_ref().map(|c| c.join("client"))
+    }
+
     /// A GET to the scheduler's REST API; the body, if it answered 200.
     pub fn http_get(&self, path: &str) -> Option<String> {
+        if let Some(client) = self.client_tls() {
+            let tls = fxpipe::engine::tls::Tls::load(&client).expect("client TLS");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            return runtime.block_on(async {
+                let response = tls
+                    .rest_client(Duration::from_secs(10))
+                    .ok()?
+                    .get(format!("https://127.0.0.1:{}{path}", self.port))
+                    .send()
+                    .await
+                    .ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                response.text().await.ok()
+            });
+        }
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -123,6 +175,18 @@ impl Cluster {
         let (head, body) = response.split_once("\r\n\r\n")?;
         head.contains(" 200 ").then(|| body.to_string())
     }
+}
+
+/// `--tls-dir` of a node, on a TLS cluster.
+fn node_tls(certs: Option<&std::path::Path>) -> Vec<String> {
+    certs
+        .map(|c| {
+            vec![
+                "--tls-dir".to_string(),
+                c.join("127.0.0.1").display().to_string(),
+            ]
+        })
+        .unwrap_or_default()
 }
 
 /// Each process logs to a file in the cluster's work dir; a failing test prints them.
