@@ -214,6 +214,15 @@ fn ec2_units_run_sandboxed_from_an_environment_file_and_restart_within_limits() 
             "{name}"
         );
         let exec = setting(&unit, "ExecStart").unwrap();
+        // Mutual TLS, from a root-only copy read as a credential.
+        assert!(
+            exec.contains("--tls-dir ${CREDENTIALS_DIRECTORY}/tls "),
+            "{exec}"
+        );
+        assert_eq!(
+            setting(&unit, "LoadCredential"),
+            Some("tls:/etc/fxpipe/tls")
+        );
         assert!(exec.starts_with("/usr/local/bin/fxpipe-"), "{name}: {exec}");
     }
     let executor = read("ec2/fxpipe-executor.service");
@@ -389,10 +398,13 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
             )
         })
         .collect();
+    // Over mutual TLS, with the copy bootstrap.sh leaves for the steps' user.
     let fxpipe = [
         "/usr/local/bin/fxpipe",
         "--cluster",
         "df://localhost:50050",
+        "--tls-dir",
+        "/home/hadoop/fxpipe-tls",
         "--lake",
         "s3://bank-lake/prod",
     ];
@@ -482,6 +494,16 @@ fn emr_bootstrap_installs_and_enables_the_role_of_each_node() {
             b"#!/bin/sh\nexit 0\n",
         );
     }
+    // The cluster's TLS directory, where bootstrap.sh expects it.
+    let certs = tempfile::tempdir().unwrap();
+    fxpipe::engine::tls::generate(certs.path(), &["*.ec2.internal".to_string()], 1).unwrap();
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        moto.put(
+            "bank-lake",
+            &format!("fxpipe/bin/tls/{file}"),
+            &std::fs::read(certs.path().join("wildcard.ec2.internal").join(file)).unwrap(),
+        );
+    }
     let home = tempfile::tempdir().unwrap();
     let ec2_sandbox = sandbox_lines(&read("ec2/fxpipe-executor.service"));
     // EMR's instance.json: `isMaster` and `instanceRole` as EMR writes them.
@@ -547,6 +569,22 @@ fn emr_bootstrap_installs_and_enables_the_role_of_each_node() {
             Some("/etc/fxpipe/cluster.env")
         );
         let exec = setting(&unit, "ExecStart").unwrap();
+        // Mutual TLS, from a root-only copy read as a credential.
+        assert!(
+            exec.contains("--tls-dir ${CREDENTIALS_DIRECTORY}/tls "),
+            "{exec}"
+        );
+        assert_eq!(
+            setting(&unit, "LoadCredential"),
+            Some("tls:/etc/fxpipe/tls")
+        );
+        let key = root.join("etc/fxpipe/tls/key.pem");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&key).unwrap().permissions()
+            ) & 0o777,
+            0o600
+        );
         let env = std::fs::read_to_string(root.join("etc/fxpipe/cluster.env")).unwrap();
         assert!(
             env.lines().any(|l| l == format!("AWS_REGION={REGION}")),

@@ -39,8 +39,10 @@ struct Ready {
     binary: PathBuf,
     lake: String,
     cluster: String,
+    /// The client's TLS directory: the local cluster runs mutual TLS.
+    tls_dir: String,
     pids: Vec<i32>,
-    /// The try-out's commands, as printed (the arguments after `--cluster C`).
+    /// The try-out's commands, as printed (the arguments after `--tls-dir D`).
     try_out: Vec<Vec<String>>,
 }
 
@@ -86,8 +88,8 @@ fn parse_ready(lines: &[String]) -> Ready {
         .collect();
     let command = commands.first().expect("the fxpipe lines");
     assert_eq!(
-        (command[1], command[3]),
-        ("--lake", "--cluster"),
+        (command[1], command[3], command[5]),
+        ("--lake", "--cluster", "--tls-dir"),
         "{command:?}"
     );
     let pids = lines
@@ -102,10 +104,11 @@ fn parse_ready(lines: &[String]) -> Ready {
         binary: PathBuf::from(command[0]),
         lake: command[2].to_string(),
         cluster: command[4].to_string(),
+        tls_dir: command[6].to_string(),
         pids,
         try_out: commands
             .iter()
-            .map(|c| c[5..].iter().map(|a| a.to_string()).collect())
+            .map(|c| c[7..].iter().map(|a| a.to_string()).collect())
             .collect(),
     }
 }
@@ -121,6 +124,7 @@ fn fxpipe(ready: &Ready, home: &Path, args: &[&str]) -> Output {
     }
     command
         .args(["--lake", &ready.lake, "--cluster", &ready.cluster])
+        .args(["--tls-dir", &ready.tls_dir])
         .args(args)
         .envs(ready.env.iter().map(|(k, v)| (k, v)))
         .env("AWS_CONFIG_FILE", home.join("no-aws-config"))

@@ -54,6 +54,30 @@ for binary in fxpipe "fxpipe-$role"; do
     "${sudo[@]}" install -m 0755 "$download/$binary" "$bin_dir/$binary"
 done
 
+# The cluster's TLS directory (ca.pem, cert.pem, key.pem), from the private prefix beside the
+# binaries (s3://BUCKET/PREFIX/tls/): made once with
+#   fxpipe cluster certs --out certs --hosts '*.ec2.internal,*.REGION.compute.internal'
+# and uploaded with `aws s3 cp --recursive certs/<name>/ s3://BUCKET/PREFIX/tls/` (the CA key
+# stays off S3). Nodes refuse to serve the network without it. Root-only on the node; the
+# services read it as a systemd credential.
+tls_dir="$env_dir/tls"
+mkdir -p "$download/tls"
+for file in ca.pem cert.pem key.pem; do
+    if ! aws s3 cp --only-show-errors "${binaries%/}/tls/$file" "$download/tls/$file"; then
+        echo "bootstrap.sh: no ${binaries%/}/tls/$file: upload the cluster's TLS directory there (fxpipe cluster certs)" >&2
+        exit 1
+    fi
+done
+"${sudo[@]}" install -d -m 0700 "$tls_dir"
+"${sudo[@]}" install -m 0644 "$download/tls/ca.pem" "$download/tls/cert.pem" "$tls_dir/"
+"${sudo[@]}" install -m 0600 "$download/tls/key.pem" "$tls_dir/key.pem"
+if [ "$role" = scheduler ]; then
+    # The steps (command-runner.jar, as this user) connect as clients with the same files.
+    client_tls=${FXPIPE_CLIENT_TLS:-$HOME/fxpipe-tls}
+    install -d -m 0700 "$client_tls"
+    install -m 0600 "$download/tls/ca.pem" "$download/tls/cert.pem" "$download/tls/key.pem" "$client_tls/"
+fi
+
 # Settings shared by both roles' units. No credentials: the instance profile provides them.
 {
     echo "AWS_REGION=$region"
@@ -61,6 +85,8 @@ done
     if [ "$role" = executor ]; then
         # The primary's private name, which EMR writes on every node before bootstrap runs.
         echo "FXPIPE_SCHEDULER_HOST=${FXPIPE_SCHEDULER_HOST:-$(json_field "$job_flow_json" masterPrivateDnsName)}"
+        # The name the others reach this executor by, which its certificate's wildcard covers.
+        echo "FXPIPE_EXTERNAL_HOST=${FXPIPE_EXTERNAL_HOST:-$(hostname -f)}"
     fi
 } >"$download/cluster.env"
 "${sudo[@]}" install -m 0644 "$download/cluster.env" "$env_dir/cluster.env"
@@ -105,12 +131,12 @@ EOF
 
 unit="fxpipe-$role.service"
 if [ "$role" = scheduler ]; then
-    exec_start="/usr/local/bin/fxpipe-scheduler --bind-host 0.0.0.0 --bind-port 50050"
+    exec_start="/usr/local/bin/fxpipe-scheduler --tls-dir \${CREDENTIALS_DIRECTORY}/tls --bind-host 0.0.0.0 --bind-port 50050"
     extra=""
 else
-    # One slot per core of this node (fleets mix instance sizes). No --external-host: the
-    # scheduler uses the address the executor connects from, the node's private IP.
-    exec_start="/usr/local/bin/fxpipe-executor --scheduler-host \${FXPIPE_SCHEDULER_HOST} --scheduler-port 50050 --bind-host 0.0.0.0 --bind-port 50051 --bind-grpc-port 50052 --vcores $cores --work-dir /var/cache/fxpipe-executor"
+    # One slot per core of this node (fleets mix instance sizes), registered under its
+    # private DNS name (which its TLS certificate covers).
+    exec_start="/usr/local/bin/fxpipe-executor --tls-dir \${CREDENTIALS_DIRECTORY}/tls --scheduler-host \${FXPIPE_SCHEDULER_HOST} --scheduler-port 50050 --external-host \${FXPIPE_EXTERNAL_HOST} --bind-host 0.0.0.0 --bind-port 50051 --bind-grpc-port 50052 --vcores $cores --work-dir /var/cache/fxpipe-executor"
     # Shuffle files; /var/cache is on the node's instance store or EBS root on EMR.
     extra=$'CacheDirectory=fxpipe-executor\nCacheDirectoryMode=0700'
 fi
@@ -127,6 +153,7 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 EnvironmentFile=/etc/fxpipe/cluster.env
+LoadCredential=tls:/etc/fxpipe/tls
 ExecStart=$exec_start
 Restart=always
 RestartSec=10s

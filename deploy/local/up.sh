@@ -155,11 +155,13 @@ wait_until() {
     done
 }
 # Any HTTP answer at all (the ingester's /healthz says 503 until it has rates).
-answers() { curl -s -o /dev/null --max-time 2 "$1"; }
+# curl options for the cluster's TLS REST API (set once the certificates exist).
+client_tls=()
+answers() { curl -s -o /dev/null --max-time 2 "${client_tls[@]}" "$1"; }
 # A 2xx answer.
 healthy() { curl -sf -o /dev/null --max-time 2 "$1"; }
 registered_executors_at_least() {
-    [ "$(curl -s --max-time 2 "http://127.0.0.1:$scheduler_port/api/executors" | grep -o '"id"' | wc -l)" -ge "$1" ]
+    [ "$(curl -s --max-time 2 "${client_tls[@]}" "https://127.0.0.1:$scheduler_port/api/executors" | grep -o '"id"' | wc -l)" -ge "$1" ]
 }
 
 # Every process of this cluster carries the marker in its environment: `grep -l` over
@@ -184,15 +186,22 @@ boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bu
 EOF
 lake="s3://$bucket/lake"
 
-start scheduler "$bin_dir/fxpipe-scheduler" \
+# Mutual TLS between every member, as on a real cluster: a CA, a directory for the nodes and
+# one for clients (keys 0600).
+"$bin_dir/fxpipe" cluster certs --out "$work_dir/certs" --hosts 127.0.0.1 >/dev/null
+node_tls=$work_dir/certs/127.0.0.1
+client_dir=$work_dir/certs/client
+client_tls=(--cacert "$client_dir/ca.pem" --cert "$client_dir/cert.pem" --key "$client_dir/key.pem")
+
+start scheduler "$bin_dir/fxpipe-scheduler" --tls-dir "$node_tls" \
     --bind-host 127.0.0.1 --external-host 127.0.0.1 --bind-port "$scheduler_port"
 wait_until "the scheduler did not answer" "$work_dir/logs/scheduler.log" \
-    answers "http://127.0.0.1:$scheduler_port/api/version"
+    answers "https://127.0.0.1:$scheduler_port/api/version"
 cluster="df://127.0.0.1:$scheduler_port"
 
 for ((n = 0; n < executors; n++)); do
     mkdir -p "$work_dir/executor-$n"
-    start "executor-$n" "$bin_dir/fxpipe-executor" \
+    start "executor-$n" "$bin_dir/fxpipe-executor" --tls-dir "$node_tls" \
         --scheduler-host 127.0.0.1 --scheduler-port "$scheduler_port" \
         --bind-host 127.0.0.1 --external-host 127.0.0.1 \
         --bind-port "${ports[3 + 3 * n]}" --bind-grpc-port "${ports[4 + 3 * n]}" \
@@ -221,7 +230,7 @@ else
     wait_until "the ingester did not answer" "$work_dir/logs/ingester.log" answers "$healthz"
 fi
 
-fx="$bin_dir/fxpipe --lake $lake --cluster $cluster"
+fx="$bin_dir/fxpipe --lake $lake --cluster $cluster --tls-dir $client_dir"
 if [ -f "$sample/transactions.csv" ]; then
     sample_note="the quick start's sample in $sample"
 else
@@ -230,7 +239,7 @@ fi
 cat <<EOF
 fxpipe local cluster is up; Ctrl-C stops it.
   S3 (moto)   $AWS_ENDPOINT_URL, lake $lake (in memory: gone when stopped)
-  scheduler   $cluster (jobs: http://127.0.0.1:$scheduler_port/api/jobs)
+  scheduler   $cluster, mutual TLS (jobs: curl --cacert $client_dir/ca.pem --cert $client_dir/cert.pem --key $client_dir/key.pem https://127.0.0.1:$scheduler_port/api/jobs)
   executors   $executors x $vcores task slots
   ingester    rates from $source, http://127.0.0.1:$ingester_port/healthz and /metrics
   logs        $work_dir/logs

@@ -339,9 +339,11 @@ fn time_now() -> ::time::OffsetDateTime {
     ::time::OffsetDateTime::now_utc()
 }
 
-/// A host name as a folder name (IPv6 colons become dashes).
+/// A host name as a folder name (`*.ec2.internal` becomes `wildcard.ec2.internal`, IPv6
+/// colons become dashes).
 fn sanitized(name: &str) -> String {
-    name.chars()
+    name.replace('*', "wildcard")
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
