@@ -184,3 +184,52 @@ fn nodes_refuse_a_non_loopback_address_without_tls() {
         );
     }
 }
+
+#[test]
+fn plans_naming_anything_but_the_lake_and_inputs_fail_on_the_nodes() {
+    use ballista::prelude::SessionContextExt;
+    let cluster = Cluster::start_tls(1, &[]);
+    let tls = fxpipe::engine::tls::Tls::load(&cluster.client_tls().unwrap()).unwrap();
+    let rt = runtime();
+    // A stock Ballista client (no fxpipe read-only check), with the cluster's certificate.
+    let refused = |location: &str| {
+        rt.block_on(async {
+            let config = tls.session_config(fxpipe::engine::node::session_config());
+            let state = datafusion::execution::SessionStateBuilder::new()
+                .with_config(config)
+                .with_default_features()
+                .build();
+            let ctx =
+                datafusion::prelude::SessionContext::remote_with_state(&cluster.address(), state)
+                    .await
+                    .unwrap();
+            ctx.sql(&format!(
+                "CREATE EXTERNAL TABLE secrets (line VARCHAR) STORED AS CSV LOCATION '{location}'"
+            ))
+            .await
+            .unwrap();
+            let result = match ctx.sql("SELECT count(*) FROM secrets").await {
+                Ok(frame) => frame.collect().await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            result
+                .expect_err(&format!("{location} must be refused"))
+                .to_string()
+        })
+    };
+    for location in [
+        "/etc/passwd",
+        "file:///etc/",
+        "s3://another-bank/ledger/",
+        // A sibling of an allowed prefix.
+        &format!("s3://{}-other/x/", common::BUCKET),
+    ] {
+        let error = refused(location);
+        assert!(
+            error.contains("outside what this cluster node may touch"),
+            "{location}: {error}"
+        );
+    }
+    // The scheduler logged the refusal, naming the location; no node read it.
+    assert!(!cluster.log_lines("refused a location").is_empty());
+}

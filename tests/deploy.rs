@@ -371,7 +371,12 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
     );
     assert_eq!(
         actions[0]["Args"],
-        serde_json::json!(["s3://bank-lake/fxpipe/bin/", REGION])
+        serde_json::json!([
+            "s3://bank-lake/fxpipe/bin/",
+            REGION,
+            "s3://bank-lake/prod",
+            "s3://bank-lake/exports/"
+        ])
     );
     // The script uploaded the bootstrap action it names.
     assert_eq!(
@@ -467,7 +472,12 @@ fn run_bootstrap(
     aws_env(&mut command, home);
     command
         .arg(path("emr/bootstrap.sh"))
-        .args(["s3://bank-lake/fxpipe/bin/", REGION])
+        .args([
+            "s3://bank-lake/fxpipe/bin/",
+            REGION,
+            "s3://bank-lake/prod",
+            "s3://bank-lake/exports/",
+        ])
         .env("AWS_ENDPOINT_URL", moto.endpoint())
         .env("AWS_DEFAULT_REGION", REGION)
         .env("FXPIPE_ROOT", root)
@@ -588,6 +598,16 @@ fn emr_bootstrap_installs_and_enables_the_role_of_each_node() {
         let env = std::fs::read_to_string(root.join("etc/fxpipe/cluster.env")).unwrap();
         assert!(
             env.lines().any(|l| l == format!("AWS_REGION={REGION}")),
+            "{env}"
+        );
+        // The node's scope: the lake and the exports' prefix.
+        assert!(
+            env.lines().any(|l| l == "FXPIPE_LAKE=s3://bank-lake/prod"),
+            "{env}"
+        );
+        assert!(
+            env.lines()
+                .any(|l| l == "FXPIPE_ALLOW=s3://bank-lake/exports/"),
             "{env}"
         );
         assert!(

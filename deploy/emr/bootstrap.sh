@@ -5,7 +5,8 @@
 #   core and task nodes          -> fxpipe-executor, one task slot per core (nproc)
 #
 #   Args: s3://BUCKET/PREFIX/ (where create-cluster.sh put fxpipe, fxpipe-scheduler and
-#         fxpipe-executor) and the lake's region.
+#         fxpipe-executor, and tls/), the region, the lake and the exports' prefix (the only
+#         locations the nodes open).
 #
 # Credentials: `aws s3 cp` and the services use the cluster's EC2 instance profile; no key is
 # written anywhere. The role is read from EMR's own node metadata, not guessed from host names.
@@ -14,8 +15,11 @@
 # files go under), FXPIPE_INSTANCE_JSON, FXPIPE_JOB_FLOW_JSON, FXPIPE_NPROC.
 set -euo pipefail
 
-binaries=${1:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION}
-region=${2:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION}
+binaries=${1:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX}
+region=${2:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX}
+# The only locations the node's plans may touch: the lake and the exports' prefix.
+lake=${3:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX}
+inputs=${4:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX}
 root=${FXPIPE_ROOT:-/}
 instance_json=${FXPIPE_INSTANCE_JSON:-/mnt/var/lib/info/instance.json}
 job_flow_json=${FXPIPE_JOB_FLOW_JSON:-/mnt/var/lib/info/job-flow.json}
@@ -82,6 +86,8 @@ fi
 {
     echo "AWS_REGION=$region"
     echo "RUST_LOG=info"
+    echo "FXPIPE_LAKE=$lake"
+    echo "FXPIPE_ALLOW=$inputs"
     if [ "$role" = executor ]; then
         # The primary's private name, which EMR writes on every node before bootstrap runs.
         echo "FXPIPE_SCHEDULER_HOST=${FXPIPE_SCHEDULER_HOST:-$(json_field "$job_flow_json" masterPrivateDnsName)}"

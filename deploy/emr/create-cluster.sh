@@ -46,7 +46,7 @@ cluster_id=$(aws "$@" --region "$REGION" emr create-cluster \
     --service-role "$service_role" \
     --ec2-attributes "InstanceProfile=$instance_profile,SubnetIds=[$SUBNETS]" \
     --instance-fleets "file://$here/instance-fleets.json" \
-    --bootstrap-actions "Path=$binaries/bootstrap.sh,Name=fxpipe-node,Args=[$binaries/,$REGION]" \
+    --bootstrap-actions "Path=$binaries/bootstrap.sh,Name=fxpipe-node,Args=[$binaries/,$REGION,$LAKE,${EXPORTS%/*}/]" \
     --tags "app=fxpipe" \
     --no-auto-terminate \
     --query ClusterId --output text)

@@ -193,7 +193,9 @@ node_tls=$work_dir/certs/127.0.0.1
 client_dir=$work_dir/certs/client
 client_tls=(--cacert "$client_dir/ca.pem" --cert "$client_dir/cert.pem" --key "$client_dir/key.pem")
 
-start scheduler "$bin_dir/fxpipe-scheduler" --tls-dir "$node_tls" \
+# The nodes touch only the lake and the sample's folder.
+node_scope=(--lake "$lake" --allow "$sample")
+start scheduler "$bin_dir/fxpipe-scheduler" --tls-dir "$node_tls" "${node_scope[@]}" \
     --bind-host 127.0.0.1 --external-host 127.0.0.1 --bind-port "$scheduler_port"
 wait_until "the scheduler did not answer" "$work_dir/logs/scheduler.log" \
     answers "https://127.0.0.1:$scheduler_port/api/version"
@@ -201,7 +203,7 @@ cluster="df://127.0.0.1:$scheduler_port"
 
 for ((n = 0; n < executors; n++)); do
     mkdir -p "$work_dir/executor-$n"
-    start "executor-$n" "$bin_dir/fxpipe-executor" --tls-dir "$node_tls" \
+    start "executor-$n" "$bin_dir/fxpipe-executor" --tls-dir "$node_tls" "${node_scope[@]}" \
         --scheduler-host 127.0.0.1 --scheduler-port "$scheduler_port" \
         --bind-host 127.0.0.1 --external-host 127.0.0.1 \
         --bind-port "${ports[3 + 3 * n]}" --bind-grpc-port "${ports[4 + 3 * n]}" \

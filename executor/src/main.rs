@@ -26,7 +26,8 @@ async fn main() -> anyhow::Result<()> {
     tls::install_crypto_provider();
     let security = flags.security()?;
     serve::check_bind("fxpipe-executor", &config.bind_host, config.port, &security)?;
-    let stores = Arc::new(NodeStores::from_environment(&S3Options::from_env()).await);
+    let allowed = flags.allowed()?;
+    let stores = Arc::new(NodeStores::from_environment(&S3Options::from_env(), allowed).await);
     // Overriding the runtime drops Ballista's default spill directory (the work dir): set it.
     let work_dir = config.work_dir.clone().map(std::path::PathBuf::from);
     config.override_config_producer = Some(Arc::new(node::session_config));

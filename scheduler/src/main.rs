@@ -36,8 +36,9 @@ async fn run() -> anyhow::Result<()> {
         config.bind_port,
         &security,
     )?;
+    let allowed = flags.allowed()?;
     let address = format!("{}:{}", config.bind_host, config.bind_port).parse()?;
-    let stores = Arc::new(NodeStores::from_environment(&S3Options::from_env()).await);
+    let stores = Arc::new(NodeStores::from_environment(&S3Options::from_env(), allowed).await);
     let config: SchedulerConfig = config.try_into()?;
     let mut config = config
         .with_override_config_producer(Arc::new(node::session_config))

@@ -118,9 +118,35 @@ pub struct NodeFlags {
     /// `--insecure-plaintext` / `FXPIPE_INSECURE_PLAINTEXT`: serve a non-loopback address
     /// without TLS.
     pub insecure_plaintext: bool,
+    /// `--lake` / `FXPIPE_LAKE` and `--allow` / `FXPIPE_ALLOW`: the only locations this node's
+    /// plans may touch.
+    pub lake: Option<String>,
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllowedError {
+    #[error("give --lake URL (the lake this cluster serves, FXPIPE_LAKE) and --allow URL for each input prefix (FXPIPE_ALLOW, comma-separated): a node touches only those, so a submitted plan cannot read the node's own files or other buckets")]
+    Nothing,
+    #[error(transparent)]
+    Unusable(#[from] crate::storage::allow::AllowError),
 }
 
 impl NodeFlags {
+    /// The locations this node's plans may touch: the lake and the `--allow` prefixes.
+    pub fn allowed(&self) -> Result<crate::storage::allow::Allowed, AllowedError> {
+        let locations: Vec<&str> = self
+            .lake
+            .iter()
+            .chain(&self.allow)
+            .map(String::as_str)
+            .collect();
+        if locations.is_empty() {
+            return Err(AllowedError::Nothing);
+        }
+        Ok(crate::storage::allow::Allowed::new(&locations)?)
+    }
+
     /// The node's security: its TLS material loaded (an error names the missing file).
     pub fn security(&self) -> Result<super::serve::Security, super::tls::TlsError> {
         Ok(super::serve::Security {
@@ -161,6 +187,22 @@ pub fn parse_node_config<C: clap::Parser>(policy_arg: &str) -> (C, NodeFlags) {
                 .help("Mutual TLS: DIR holds ca.pem, cert.pem and key.pem (`fxpipe cluster certs` makes them); only peers the CA signed are served or called."),
         )
         .arg(
+            clap::Arg::new("lake")
+                .long("lake")
+                .env("FXPIPE_LAKE")
+                .value_name("URL")
+                .help("The lake this cluster serves (a folder or s3://bucket/prefix): the node's plans may touch it."),
+        )
+        .arg(
+            clap::Arg::new("allow")
+                .long("allow")
+                .env("FXPIPE_ALLOW")
+                .value_name("URL")
+                .value_delimiter(',')
+                .action(clap::ArgAction::Append)
+                .help("Another prefix the node's plans may touch (e.g. s3://bank/exports/ or /data/exports), repeatable; nothing else is opened."),
+        )
+        .arg(
             clap::Arg::new("insecure_plaintext")
                 .long("insecure-plaintext")
                 .env("FXPIPE_INSECURE_PLAINTEXT")
@@ -171,6 +213,11 @@ pub fn parse_node_config<C: clap::Parser>(policy_arg: &str) -> (C, NodeFlags) {
     let flags = NodeFlags {
         tls_dir: matches.get_one::<PathBuf>("tls_dir").cloned(),
         insecure_plaintext: matches.get_flag("insecure_plaintext"),
+        lake: matches.get_one::<String>("lake").cloned(),
+        allow: matches
+            .get_many::<String>("allow")
+            .map(|values| values.cloned().collect())
+            .unwrap_or_default(),
     };
     let config = C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     (config, flags)

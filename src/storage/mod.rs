@@ -3,6 +3,7 @@
 //! Everything above this module addresses tables by [`Table`], never by path, so the Hive layout
 //! of the PySpark original (kept so existing Athena tables keep working) is decided here once.
 
+pub mod allow;
 pub mod compact;
 pub mod delta;
 pub mod inputs;

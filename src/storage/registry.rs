@@ -2,7 +2,8 @@
 //!
 //! Plans name their files by URL (`s3://bucket/…`, `file:///…`). Each node builds the store
 //! for a URL itself, the first time it is asked, from its *own* AWS chain (the EMR instance
-//! profile, the node's environment): no credential ever travels with a plan or a `SET`.
+//! profile, the node's environment): no credential ever travels with a plan or a `SET`. Every
+//! store serves only the node's lake and inputs ([`super::allow`]), whoever opened it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,6 +14,7 @@ use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
 use url::Url;
 
+use super::allow::Allowed;
 use super::{S3Connector, S3Options};
 
 /// The stores a node can reach.
@@ -20,6 +22,8 @@ pub struct NodeStores {
     /// The node's S3 configuration, or why there is none (e.g. no region on a node that only
     /// reads local folders): reported when a plan first needs S3.
     s3: std::result::Result<S3Connector, String>,
+    /// The locations this node may touch.
+    allowed: Allowed,
     stores: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
@@ -38,16 +42,19 @@ impl std::fmt::Debug for NodeStores {
 }
 
 impl NodeStores {
-    /// Resolves the node's AWS configuration once (at start-up).
-    pub async fn from_environment(options: &S3Options) -> Self {
+    /// Resolves the node's AWS configuration once (at start-up); the node's stores serve only
+    /// `allowed`.
+    pub async fn from_environment(options: &S3Options, allowed: Allowed) -> Self {
         let s3 = S3Connector::from_chain(options)
             .await
             .map_err(|e| e.to_string());
         if let Err(why) = &s3 {
             tracing::info!("no S3 on this node until configured: {why}");
         }
+        tracing::info!(allowed = %allowed.describe(), "this node touches only these locations");
         Self {
             s3,
+            allowed,
             stores: RwLock::new(HashMap::new()),
         }
     }
@@ -63,6 +70,8 @@ impl ObjectStoreRegistry for NodeStores {
         url: &Url,
         store: Arc<dyn ObjectStore>,
     ) -> Option<Arc<dyn ObjectStore>> {
+        // A store registered by others (delta-rs registers its log store) is limited too.
+        let store = self.allowed.guard(url, store);
         self.stores
             .write()
             .ok()
@@ -82,6 +91,10 @@ impl ObjectStoreRegistry for NodeStores {
         if let Some(store) = self.stores.read().ok().and_then(|s| s.get(&key).cloned()) {
             return Ok(store);
         }
+        if !self.allowed.covers_host(url) {
+            tracing::warn!(%url, "refused a location outside this node's lake and inputs");
+            return Err(DataFusionError::Execution(self.allowed.refusal(url)));
+        }
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => Arc::new(LocalFileSystem::new()),
             "s3" | "s3a" => {
@@ -99,6 +112,7 @@ impl ObjectStoreRegistry for NodeStores {
                 )))
             }
         };
+        let store = self.allowed.guard(url, store);
         if let Ok(mut stores) = self.stores.write() {
             stores.insert(key, store.clone());
         }

@@ -61,6 +61,7 @@ impl Cluster {
         });
         let scheduler = Command::new(binary("fxpipe-scheduler"))
             .args(node_tls(certs.as_deref()))
+            .args(node_allow())
             .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
             .args(["--bind-port", &port.to_string()])
             // Above the 5 s at which a busy pull-staged executor polls (its heartbeat).
@@ -96,6 +97,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).expect("executor work dir");
         let child = Command::new(binary("fxpipe-executor"))
             .args(node_tls(self.certs.as_deref()))
+            .args(node_allow())
             .args(["--scheduler-host", "127.0.0.1"])
             .args(["--scheduler-port", &self.port.to_string()])
             .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
@@ -175,6 +177,19 @@ impl Cluster {
         let (head, body) = response.split_once("\r\n\r\n")?;
         head.contains(" 200 ").then(|| body.to_string())
     }
+}
+
+/// What the test nodes may touch: the temporary folders the tests' lakes and inputs live in,
+/// the repository's test data, and the S3 tests' bucket.
+fn node_allow() -> Vec<String> {
+    [
+        std::env::temp_dir().display().to_string(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests").to_string(),
+        format!("s3://{}/", super::BUCKET),
+    ]
+    .into_iter()
+    .flat_map(|prefix| ["--allow".to_string(), prefix])
+    .collect()
 }
 
 /// `--tls-dir` of a node, on a TLS cluster.
