@@ -195,6 +195,8 @@ fn ec2_units_run_sandboxed_from_an_environment_file_and_restart_within_limits() 
         let unit = read(&format!("ec2/{name}"));
         for (key, value) in [
             ("EnvironmentFile", "/etc/fxpipe/cluster.env"),
+            // The ingester's key is hidden from the cluster, which runs submitted plans.
+            ("InaccessiblePaths", "-/etc/fxpipe/ingest.env"),
             ("User", "fxpipe"),
             ("Restart", "on-failure"),
             ("StartLimitBurst", "5"),
@@ -304,6 +306,44 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
     let home = tempfile::tempdir().unwrap();
     // The script passes its arguments to every `aws` call: moto's endpoint and --debug, whose
     // request log shows the instance fleets (moto's EMR accepts them but keeps none).
+    // A VPC and two subnets in moto's EC2, as the cluster's network.
+    let vpc = aws_json(
+        &moto,
+        home.path(),
+        &[
+            "ec2",
+            "create-vpc",
+            "--cidr-block",
+            "10.0.0.0/16",
+            "--region",
+            REGION,
+        ],
+    )["Vpc"]["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let subnets: Vec<String> = ["10.0.1.0/24", "10.0.2.0/24"]
+        .iter()
+        .map(|cidr| {
+            aws_json(
+                &moto,
+                home.path(),
+                &[
+                    "ec2",
+                    "create-subnet",
+                    "--vpc-id",
+                    &vpc,
+                    "--cidr-block",
+                    cidr,
+                    "--region",
+                    REGION,
+                ],
+            )["Subnet"]["SubnetId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     let mut script = Command::new("bash");
     aws_env(&mut script, home.path())
         .arg(path("emr/create-cluster.sh"))
@@ -313,8 +353,9 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
         .env("EXPORTS", "s3://bank-lake/exports/2024-*.csv")
         .env("BINARIES", "s3://bank-lake/fxpipe/bin/")
         .env("LOGS", "s3://bank-lake/emr-logs/")
-        .env("SUBNETS", "subnet-0abc,subnet-0def")
+        .env("SUBNETS", subnets.join(","))
         .env("REGION", REGION)
+        .env("CLIENT_CIDR", "10.0.5.0/24")
         .output()
         .unwrap();
     let debug = String::from_utf8_lossy(&output.stderr).to_string();
@@ -339,8 +380,59 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
     );
     assert_eq!(
         request["Instances"]["Ec2SubnetIds"],
-        serde_json::json!(["subnet-0abc", "subnet-0def"])
+        serde_json::json!(subnets)
     );
+    // The cluster's own security groups: its ports open only between its nodes and to the
+    // client CIDR, never to the internet.
+    let primary = request["Instances"]["EmrManagedMasterSecurityGroup"]
+        .as_str()
+        .expect("a primary security group")
+        .to_string();
+    let nodes = request["Instances"]["EmrManagedSlaveSecurityGroup"]
+        .as_str()
+        .expect("an executors' security group")
+        .to_string();
+    assert_ne!(primary, nodes);
+    let groups = aws_json(
+        &moto,
+        home.path(),
+        &[
+            "ec2",
+            "describe-security-groups",
+            "--group-ids",
+            &primary,
+            &nodes,
+            "--region",
+            REGION,
+        ],
+    );
+    for group in groups["SecurityGroups"].as_array().unwrap() {
+        assert_eq!(group["VpcId"], vpc.as_str());
+        let ports = if group["GroupId"] == primary.as_str() {
+            (50050, 50050)
+        } else {
+            (50051, 50052)
+        };
+        let mut sources = BTreeSet::new();
+        for rule in group["IpPermissions"].as_array().unwrap() {
+            assert_eq!(
+                (rule["FromPort"].as_u64(), rule["ToPort"].as_u64()),
+                (Some(ports.0), Some(ports.1)),
+                "{rule}"
+            );
+            for range in rule["IpRanges"].as_array().into_iter().flatten() {
+                sources.insert(range["CidrIp"].as_str().unwrap().to_string());
+            }
+            for pair in rule["UserIdGroupPairs"].as_array().into_iter().flatten() {
+                sources.insert(pair["GroupId"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(
+            sources,
+            BTreeSet::from([primary.clone(), nodes.clone(), "10.0.5.0/24".to_string()]),
+            "{group}"
+        );
+    }
     assert_eq!(
         request["BootstrapActions"][0]["ScriptBootstrapAction"]["Path"],
         "s3://bank-lake/fxpipe/bin/bootstrap.sh"
@@ -497,13 +589,24 @@ fn emr_bootstrap_installs_and_enables_the_role_of_each_node() {
     let moto = common::moto::Moto::start();
     moto.create_bucket("bank-lake");
     // Stand-ins for the release binaries: systemd-analyze verify only needs them executable.
+    let mut sums = String::new();
     for binary in ["fxpipe", "fxpipe-scheduler", "fxpipe-executor"] {
+        let stand_in = format!("#!/bin/sh\n# {binary}\nexit 0\n");
         moto.put(
             "bank-lake",
             &format!("fxpipe/bin/{binary}"),
-            b"#!/bin/sh\nexit 0\n",
+            stand_in.as_bytes(),
         );
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &stand_in).unwrap();
+        let digest = Command::new("sha256sum").arg(file.path()).output().unwrap();
+        let digest = String::from_utf8_lossy(&digest.stdout);
+        sums.push_str(&format!(
+            "{}  {binary}\n",
+            digest.split_whitespace().next().unwrap()
+        ));
     }
+    moto.put("bank-lake", "fxpipe/bin/SHA256SUMS", sums.as_bytes());
     // The cluster's TLS directory, where bootstrap.sh expects it.
     let certs = tempfile::tempdir().unwrap();
     fxpipe::engine::tls::generate(certs.path(), &["*.ec2.internal".to_string()], 1).unwrap();
@@ -626,6 +729,28 @@ fn emr_bootstrap_installs_and_enables_the_role_of_each_node() {
             assert!(!env.contains("FXPIPE_SCHEDULER_HOST"), "{env}");
         }
     }
+    // A binary that does not match SHA256SUMS is refused, and nothing is installed.
+    moto.put(
+        "bank-lake",
+        "fxpipe/bin/fxpipe-executor",
+        b"#!/bin/sh\n# replaced\nexit 0\n",
+    );
+    let root = home.path().join("root-tampered");
+    let output = run_bootstrap(
+        &moto,
+        home.path(),
+        &root,
+        r#"{"isMaster": false, "instanceRole": "core"}"#,
+        "2",
+    );
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("fxpipe-executor does not match SHA256SUMS"),
+        "{said}"
+    );
+    assert!(!root.join("usr/local/bin/fxpipe-executor").exists());
+    assert!(!root.join("usr/local/bin/fxpipe").exists());
     // A node the metadata does not describe is refused, and nothing is installed.
     let root = home.path().join("root-unknown");
     let output = run_bootstrap(

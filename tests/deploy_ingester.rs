@@ -98,7 +98,7 @@ fn the_services_read_the_key_from_a_file_and_run_sandboxed() {
         let unit = read(name);
         for (key, value) in [
             ("EnvironmentFile", "/etc/fxpipe/ingest.env"),
-            ("User", "fxpipe"),
+            ("User", "fxpipe-ingest"),
             ("NoNewPrivileges", "yes"),
             ("ProtectSystem", "strict"),
             ("ProtectHome", "yes"),

@@ -51,10 +51,32 @@ env_dir="${root%/}/etc/fxpipe"
 "${sudo[@]}" install -d -m 0755 "$bin_dir" "$unit_dir"
 "${sudo[@]}" install -d -m 0755 "$env_dir"
 
+# Binaries under the lake's prefix could be replaced by any job that writes the lake.
+case "${binaries%/}/" in
+    "${lake%/}/"*)
+        echo "bootstrap.sh: the binaries' prefix ${binaries} is inside the lake ${lake}: keep them where no job writes" >&2
+        exit 1
+        ;;
+esac
+
 download=$(mktemp -d)
 trap 'rm -rf "$download"' EXIT
+# Each binary must match the SHA-256 list published beside it (sha256sum's format): a binary
+# that changed since the list was made is refused, and nothing starts.
+aws s3 cp --only-show-errors "${binaries%/}/SHA256SUMS" "$download/SHA256SUMS" || {
+    echo "bootstrap.sh: no ${binaries%/}/SHA256SUMS beside the binaries (sha256sum fxpipe fxpipe-scheduler fxpipe-executor > SHA256SUMS)" >&2
+    exit 1
+}
 for binary in fxpipe "fxpipe-$role"; do
     aws s3 cp --only-show-errors "${binaries%/}/$binary" "$download/$binary"
+    expected=$(awk -v name="$binary" '$2 == name || $2 == "*" name { print $1 }' "$download/SHA256SUMS")
+    actual=$(sha256sum "$download/$binary" | cut -d' ' -f1)
+    if [ -z "$expected" ] || [ "$expected" != "$actual" ]; then
+        echo "bootstrap.sh: $binary does not match SHA256SUMS (expected ${expected:-no entry}, got $actual): refusing to install it" >&2
+        exit 1
+    fi
+done
+for binary in fxpipe "fxpipe-$role"; do
     "${sudo[@]}" install -m 0755 "$download/$binary" "$bin_dir/$binary"
 done
 
@@ -159,6 +181,7 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 EnvironmentFile=/etc/fxpipe/cluster.env
+InaccessiblePaths=-/etc/fxpipe/ingest.env
 LoadCredential=tls:/etc/fxpipe/tls
 ExecStart=$exec_start
 Restart=always
