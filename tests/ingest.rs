@@ -361,6 +361,29 @@ fn a_missing_or_refused_key_names_the_variable_and_stops_the_run() {
     let output = command.output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(server.seen().len(), 2);
+    // Written with the default umask (readable by others): a warning names the file, never
+    // the key; once it is 0600, none.
+    let said = stderr(&output);
+    assert!(
+        said.contains("other users can read it: chmod 600 it") && said.contains("fxpipe.toml"),
+        "{said}"
+    );
+    assert!(!said.contains(KEY), "{said}");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        lake.dir.path().join("fxpipe.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let mut command = ingest(&lake, &server, &["--date", "2024-03-03"]);
+    command.env_remove("OXR_APP_ID");
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("chmod 600"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

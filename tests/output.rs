@@ -415,3 +415,39 @@ fn ctrl_c_during_a_write_leaves_the_old_file_and_no_temporary() {
     );
     assert_eq!(files_in(&dir), ["sum.csv"]);
 }
+
+/// A value holding terminal control sequences (as a hostile export's transaction details
+/// could) is shown, not obeyed: on a real terminal (tmux) the screen is not cleared, the cursor
+/// not moved and the line not overwritten.
+#[test]
+fn control_characters_in_values_do_not_drive_the_terminal() {
+    let lake = golden_lake();
+    let history = lake.file("history");
+    // From a file: the terminal helper quotes arguments for sh without escaping quotes.
+    let hostile = lake.file("hostile.sql");
+    std::fs::write(
+        &hostile,
+        "SELECT concat('SAFE', chr(27), '[2J', chr(27), '[HPWNED', chr(13), 'EVIL', chr(7)) AS details",
+    )
+    .unwrap();
+    let hostile = hostile.to_str().unwrap();
+    // Markdown writes a carriage return as a line break, as it always did.
+    for (format, shown) in [
+        ("table", r"SAFE\x1B[2J\x1B[HPWNED\x0DEVIL\x07"),
+        ("markdown", r"SAFE\x1B[2J\x1B[HPWNED<br>EVIL\x07"),
+    ] {
+        let Some(term) = common::terminal::Terminal::run(
+            &lake,
+            &history,
+            &["sql", "-f", hostile, "--format", format],
+        ) else {
+            return;
+        };
+        let screen = term.wait_for("[exited");
+        assert!(screen.contains("[exited 0]"), "{format}: {screen}");
+        assert!(
+            screen.contains(shown),
+            "{format}: the control characters were not shown:\n{screen}"
+        );
+    }
+}

@@ -25,12 +25,15 @@ pub(crate) fn open_source(args: &IngestArgs) -> anyhow::Result<Box<dyn ingest::R
                     .map_err(anyhow::Error::msg)?,
             )
         }
-        "ecb" => Box::new(ingest::ecb::EcbSource::new(
-            args.ecb_url
-                .clone()
-                .unwrap_or_else(|| ingest::ecb::DEFAULT_URL.to_string()),
-            client,
-        )),
+        "ecb" => Box::new(
+            ingest::ecb::EcbSource::new(
+                args.ecb_url
+                    .clone()
+                    .unwrap_or_else(|| ingest::ecb::DEFAULT_URL.to_string()),
+                client,
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
         other => ingest::source::open(other)?,
     })
 }

@@ -241,10 +241,38 @@ fn formatters(batch: &RecordBatch) -> anyhow::Result<Vec<ArrayFormatter<'_>>> {
 
 /// A value as one Markdown table cell: `|` would end the cell and a line break the row.
 fn markdown_cell(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace("\r\n", "<br>")
-        .replace(['\n', '\r'], "<br>")
+    visible(
+        &text
+            .replace('\\', "\\\\")
+            .replace('|', "\\|")
+            .replace("\r\n", "<br>")
+            .replace(['\n', '\r'], "<br>"),
+    )
+    .into_owned()
+}
+
+/// `text` with every control character but line feed and tab shown as `\xNN` (or `\u{NN}`
+/// beyond ASCII): a value from a hostile CSV holding ESC, BEL or CR would otherwise drive the
+/// analyst's terminal (recolour it, rewrite what is on screen, set its title).
+fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => shown.push(c),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                shown.push_str(&format!("\\x{:02X}", c as u32))
+            }
+            c if c.is_control() => shown.push_str(&format!("\\u{{{:X}}}", c as u32)),
+            c => shown.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(shown)
 }
 
 /// Whether a column holds money in the base currency: a decimal named after the converted
@@ -315,7 +343,7 @@ fn table(schema: &Schema, batches: &[RecordBatch], base_currency: &str) -> anyho
             table.add_row(
                 columns
                     .iter()
-                    .map(|c| Cell::new(c.value(row)))
+                    .map(|c| Cell::new(visible(&c.value(row).to_string())))
                     .collect::<Vec<_>>(),
             );
         }
@@ -342,6 +370,16 @@ mod tests {
         assert_eq!(max_rows("INF"), Ok(MaxRows(None)));
         assert!(max_rows("-1").is_err());
         assert!(max_rows("ten").is_err());
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_sent_to_the_terminal() {
+        assert_eq!(visible("plain\ttext\nline"), "plain\ttext\nline");
+        assert_eq!(
+            visible("\u{1b}[2J\u{7}x\ry\u{9b}"),
+            "\\x1B[2J\\x07x\\x0Dy\\u{9B}"
+        );
+        assert_eq!(markdown_cell("a\u{1b}]0;title\u{7}"), "a\\x1B]0;title\\x07");
     }
 
     #[test]

@@ -63,12 +63,22 @@ impl std::fmt::Debug for EcbSource {
 
 impl EcbSource {
     /// A source reading `url` with `client` (whose timeouts bound the one download).
-    pub fn new(url: String, client: reqwest::Client) -> Self {
-        Self {
+    /// Refuses a URL with credentials or a query, as `--oxr-url` does: a URL ends up in logs
+    /// and in `rates_errors` rows.
+    pub fn new(url: String, client: reqwest::Client) -> Result<Self, String> {
+        let parsed = url::Url::parse(&url).map_err(|e| format!("--ecb-url {url:?}: {e}"))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some()
+        {
+            return Err(
+                "--ecb-url must not carry credentials or a query (it is logged and recorded in rates_errors)"
+                    .to_string(),
+            );
+        }
+        Ok(Self {
             url,
             client,
             document: OnceCell::new(),
-        }
+        })
     }
 
     async fn document(&self) -> Result<&Document, FetchError> {
@@ -584,7 +594,7 @@ mod tests {
     }
 
     fn source(url: String) -> EcbSource {
-        EcbSource::new(url, reqwest::Client::new())
+        EcbSource::new(url, reqwest::Client::new()).unwrap()
     }
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -847,7 +857,7 @@ mod tests {
     async fn over_http_the_document_is_downloaded_once() {
         let (base, requests) = serve(zipped("eurofxref-hist.csv", HIST_CSV)).await;
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let ecb = EcbSource::new(format!("{base}/eurofxref-hist.zip"), client.clone());
+        let ecb = EcbSource::new(format!("{base}/eurofxref-hist.zip"), client.clone()).unwrap();
         let (first, second) = tokio::join!(ecb.fetch(day(2024, 3, 1)), ecb.fetch(day(2024, 2, 29)));
         assert_eq!(first.unwrap().rates["JPY"], 148_873_499_538_319_482_918);
         assert_eq!(second.unwrap().rates["JPY"], 149_976_879_681_864_422_454);
@@ -859,7 +869,7 @@ mod tests {
         assert_eq!(requests.load(Ordering::SeqCst), 1);
 
         // A download refused by the server is the server's status, not a day without rates.
-        let wrong = EcbSource::new(format!("{base}/eurofxref-hist.ZIP"), client);
+        let wrong = EcbSource::new(format!("{base}/eurofxref-hist.ZIP"), client).unwrap();
         let error = wrong.fetch(day(2024, 3, 1)).await.unwrap_err();
         assert_eq!(
             (error.status, error.message.as_str()),
@@ -878,7 +888,19 @@ mod tests {
         let refused = EcbSource::new(
             format!("http://{address}/eurofxref-hist.zip"),
             reqwest::Client::builder().no_proxy().build().unwrap(),
-        );
+        )
+        .unwrap();
+        // Credentials or a query in the URL are refused before any request.
+        for leaky in [
+            "https://user:secret@ecb.example/eurofxref-hist.zip",
+            "https://ecb.example/eurofxref-hist.zip?token=secret",
+        ] {
+            let Err(error) = EcbSource::new(leaky.to_string(), reqwest::Client::new()) else {
+                panic!("{leaky} must be refused");
+            };
+            assert!(error.contains("--ecb-url must not carry"), "{error}");
+            assert!(!error.contains("secret"), "{error}");
+        }
         let error = refused.fetch(day(2024, 3, 1)).await.unwrap_err();
         assert_eq!(
             (error.status, error.message.as_str()),

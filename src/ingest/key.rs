@@ -98,7 +98,30 @@ fn read_config(path: &Path) -> Result<Option<String>, KeyError> {
             None => "not valid TOML".to_string(),
         },
     })?;
-    Ok(parsed.oxr.app_id.filter(|k| !k.trim().is_empty()))
+    let key = parsed.oxr.app_id.filter(|k| !k.trim().is_empty());
+    if key.is_some() {
+        warn_if_shared(path);
+    }
+    Ok(key)
+}
+
+/// A config file holding the App ID should be readable by its owner only: says so (naming the
+/// file, never the key) when group or others can read it.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o044 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "this config file holds the Open Exchange Rates App ID and other users can read it: chmod 600 it"
+                );
+            }
+        }
+    }
 }
 
 /// Where a key was found: what `fxpipe doctor` reports instead of the key itself.

@@ -101,6 +101,18 @@ impl OxrSource {
                     .to_string(),
             );
         }
+        let loopback = matches!(base.host(), Some(url::Host::Domain("localhost")))
+            || match base.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                _ => false,
+            };
+        if base.scheme() == "http" && !loopback {
+            // The App ID travels in every request's query string.
+            return Err(format!(
+                "--oxr-url {base}: plain http:// would send the App ID in clear text; use https:// (http:// only to 127.0.0.1 or localhost, e.g. a test server)"
+            ));
+        }
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
@@ -316,6 +328,9 @@ mod tests {
             "http://u:p@127.0.0.1/api",
             "http://127.0.0.1/api?app_id=x",
             "ftp://x/api",
+            // Plain HTTP off this machine would carry the App ID in clear text.
+            "http://openexchangerates.org/api/",
+            "http://10.0.0.5:8080/api/",
         ] {
             assert!(
                 OxrSource::new(
@@ -326,6 +341,23 @@ mod tests {
                 )
                 .is_err(),
                 "{bad}"
+            );
+        }
+        for good in [
+            "https://openexchangerates.org/api/",
+            "http://127.0.0.1:9000/api",
+            "http://localhost:9000/api",
+            "http://[::1]:9000/api",
+        ] {
+            assert!(
+                OxrSource::new(
+                    good,
+                    AppId::new("k"),
+                    reqwest::Client::new(),
+                    RetryPolicy::default()
+                )
+                .is_ok(),
+                "{good}"
             );
         }
     }
