@@ -216,15 +216,7 @@ fn ec2_units_run_sandboxed_from_an_environment_file_and_restart_within_limits() 
             "{name}"
         );
         let exec = setting(&unit, "ExecStart").unwrap();
-        // Mutual TLS, from a root-only copy read as a credential.
-        assert!(
-            exec.contains("--tls-dir ${CREDENTIALS_DIRECTORY}/tls "),
-            "{exec}"
-        );
-        assert_eq!(
-            setting(&unit, "LoadCredential"),
-            Some("tls:/etc/fxpipe/tls")
-        );
+        assert_tls_from_a_credential(&unit, exec);
         assert!(exec.starts_with("/usr/local/bin/fxpipe-"), "{name}: {exec}");
     }
     let executor = read("ec2/fxpipe-executor.service");
@@ -261,6 +253,16 @@ fn aws_env<'a>(command: &'a mut Command, home: &Path) -> &'a mut Command {
             home.join("no-aws-credentials"),
         )
         .env("HOME", home)
+}
+
+/// A cluster unit runs mutual TLS from a root-only copy of its TLS directory, read as a
+/// systemd credential.
+fn assert_tls_from_a_credential(unit: &str, exec: &str) {
+    assert!(
+        exec.contains("--tls-dir ${CREDENTIALS_DIRECTORY}/tls "),
+        "{exec}"
+    );
+    assert_eq!(setting(unit, "LoadCredential"), Some("tls:/etc/fxpipe/tls"));
 }
 
 /// The real AWS CLI against moto.
@@ -682,15 +684,7 @@ fn emr_bootstrap_installs_and_enables_the_role_of_each_node() {
             Some("/etc/fxpipe/cluster.env")
         );
         let exec = setting(&unit, "ExecStart").unwrap();
-        // Mutual TLS, from a root-only copy read as a credential.
-        assert!(
-            exec.contains("--tls-dir ${CREDENTIALS_DIRECTORY}/tls "),
-            "{exec}"
-        );
-        assert_eq!(
-            setting(&unit, "LoadCredential"),
-            Some("tls:/etc/fxpipe/tls")
-        );
+        assert_tls_from_a_credential(&unit, exec);
         let key = root.join("etc/fxpipe/tls/key.pem");
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(

@@ -25,7 +25,7 @@ use percent_encoding::percent_decode_str;
 use tracing::warn;
 
 use super::delta;
-use super::staged::{self, StagedWriter};
+use super::staged::{self, delta_error, StagedWriter};
 use super::{Lake, StorageError, Table};
 
 /// What `optimize` did to one table.
@@ -41,13 +41,6 @@ pub struct Compaction {
 
 /// The column delta-rs's scan fills with each row's data file.
 const FILE_COLUMN: &str = "__fxpipe_compacted_file";
-
-fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
-    move |source| StorageError::Delta {
-        table: table.sql_name().to_string(),
-        source,
-    }
-}
 
 /// Rewrites the files of `table` smaller than `target_bytes` into files of about that size,
 /// partition by partition (a partition with fewer than two small files is left alone), in one

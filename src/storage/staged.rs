@@ -60,7 +60,7 @@ const DICTIONARY_PAGE_BYTES: usize = 128 * 1024;
 /// The column delta-rs's scan fills with each row's data file (to find the files to remove).
 const FILE_COLUMN: &str = "__fxpipe_data_file";
 
-fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
+pub(crate) fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
     move |source| StorageError::Delta {
         table: table.sql_name().to_string(),
         source,
@@ -147,19 +147,8 @@ impl StagedWriter {
         opened: &DeltaTable,
         schema: SchemaRef,
     ) -> Result<Self, StorageError> {
-        let state = opened.snapshot().map_err(delta_error(table))?;
-        let partition_columns = table
-            .partition_columns()
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        let config = writer_config(schema, partition_columns, state.metadata().configuration());
-        let store = table_store(lake, table)?;
-        Ok(Self {
-            table,
-            writer: DeltaWriter::new(store.clone(), config),
-            store,
-        })
+        let target = NonZeroU64::new(TARGET_FILE_BYTES).expect("not zero");
+        Self::begin_sized(lake, table, opened, schema, target).await
     }
 
     /// [`StagedWriter::begin`], rolling files at `target_file_bytes` (compaction's target).
