@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use common::proxy::{Fault, Proxy, Rule};
+use common::proxy::{spawn_via, Fault, Proxy, Rule};
 use common::{golden_dir, Lake};
 
 /// Rate files for the first quarter of 2017 (three ingest batches of up to 30 days).
@@ -24,19 +24,6 @@ fn rate_files(dir: &std::path::Path) -> String {
         dir.to_str().unwrap(),
     ]);
     format!("file://{}", dir.display())
-}
-
-/// Runs fxpipe, its S3 requests through `proxy` when given.
-fn spawn_via(lake: &Lake, proxy: Option<&Proxy>, args: &[&str]) -> Child {
-    let mut command = lake.command(args);
-    if let Some(proxy) = proxy {
-        command.env("AWS_ENDPOINT_URL", proxy.endpoint());
-    }
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fxpipe")
 }
 
 /// Runs both commands at once and waits for both.
@@ -64,14 +51,9 @@ fn assert_ok_in_fxpipes_words(output: &Output, what: &str) {
     assert_no_delta_rs_words(&stderr, what);
 }
 
-/// delta-rs's own words (its help text, its log target), which must never reach the user.
+/// None of delta-rs's own words reached the user.
 fn assert_no_delta_rs_words(stderr: &str, what: &str) {
-    for delta_rs in [
-        "Help:",
-        "isolation level",
-        "Commit failed",
-        "deltalake_core",
-    ] {
+    for delta_rs in common::DELTA_RS_WORDS {
         assert!(
             !stderr.contains(delta_rs),
             "{what} printed delta-rs's {delta_rs:?}:\n{stderr}"

@@ -19,12 +19,12 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use common::proxy::{Fault, Proxy, Rule};
+use common::proxy::{spawn_via, Fault, Proxy, Rule};
 use common::Lake;
 
 /// The writing commands of the matrix.
@@ -350,7 +350,9 @@ fn files_of_every_version_present(lake: &Lake) -> Result<(), String> {
             for line in String::from_utf8_lossy(&log).lines() {
                 let action: serde_json::Value = serde_json::from_str(line).unwrap();
                 if let Some(file) = action["add"]["path"].as_str() {
-                    let file = percent_decoded(file);
+                    let file = percent_encoding::percent_decode_str(file)
+                        .decode_utf8_lossy()
+                        .to_string();
                     if !present.contains(&file) {
                         return Err(format!("{name} {entry} adds {file}, which is gone"));
                     }
@@ -359,24 +361,6 @@ fn files_of_every_version_present(lake: &Lake) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
 }
 
 /// A proxy for one command of an S3 pair: its uploads answered a second late and its listings
@@ -408,15 +392,6 @@ fn span(proxy: &Proxy) -> (std::time::Instant, std::time::Instant) {
     (first, last)
 }
 
-/// delta-rs's words, which must never reach the user.
-const DELTA_RS: [&str; 5] = [
-    "Help:",
-    "isolation level",
-    "Commit failed",
-    "deltalake_core",
-    "concurrent transaction",
-];
-
 /// Runs one pair on a lake in `state`; `Err` says what went wrong.
 fn run_pair(s3: bool, state: State, pair: (Command, Command)) -> Result<(), String> {
     let inputs = inputs();
@@ -427,15 +402,7 @@ fn run_pair(s3: bool, state: State, pair: (Command, Command)) -> Result<(), Stri
     let spawn = |command: Command, proxy: Option<&Proxy>| {
         let args = command.args(inputs);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = lake.command(&args);
-        if let Some(proxy) = proxy {
-            child.env("AWS_ENDPOINT_URL", proxy.endpoint());
-        }
-        child
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start fxpipe")
+        spawn_via(&lake, proxy, &args)
     };
     let a = spawn(pair.0, proxies.as_ref().map(|p| &p.0));
     let b = spawn(pair.1, proxies.as_ref().map(|p| &p.1));
@@ -448,7 +415,7 @@ fn run_pair(s3: bool, state: State, pair: (Command, Command)) -> Result<(), Stri
         if !output.status.success() {
             return Err(format!("{command:?} failed ({}):\n{stderr}", output.status));
         }
-        if let Some(text) = DELTA_RS.iter().find(|t| stderr.contains(*t)) {
+        if let Some(text) = common::DELTA_RS_WORDS.iter().find(|t| stderr.contains(*t)) {
             return Err(format!(
                 "{command:?} printed delta-rs's {text:?}:\n{stderr}"
             ));
@@ -525,14 +492,4 @@ fn every_pair_at_once_on_a_new_s3_lake_is_serializable() {
 #[test]
 fn every_pair_at_once_on_an_existing_s3_lake_is_serializable() {
     matrix(true, State::Existing);
-}
-
-#[test]
-fn percent_decoding_of_log_paths() {
-    assert_eq!(
-        percent_decoded("year=2017/month=1/a%20b.parquet"),
-        "year=2017/month=1/a b.parquet"
-    );
-    assert_eq!(percent_decoded("x%3D1"), "x=1");
-    assert_eq!(percent_decoded("50%"), "50%");
 }

@@ -194,14 +194,17 @@ impl Engine {
         })?;
         let job_name = format!("fxpipe-{:016x}", rand::random::<u64>());
         let status =
-            scheduler::status(address, std::time::Duration::from_secs(5), tls.as_ref()).await;
-        // A TLS scheduler asked in plain text: say so now, not after a job fails with an
-        // HTTP/2 protocol error.
-        if let Err(EngineError::RestApi { why, .. }) = &status {
-            if tls.is_none() && why.contains("serves TLS") {
-                return Err(status.expect_err("an error"));
-            }
-        }
+            match scheduler::status(address, std::time::Duration::from_secs(5), tls.as_ref()).await
+            {
+                // A TLS scheduler asked in plain text: say so now, not after a job fails with
+                // an HTTP/2 protocol error.
+                Err(EngineError::RestApi { why, address })
+                    if why.contains(scheduler::NEEDS_TLS) =>
+                {
+                    return Err(EngineError::RestApi { why, address })
+                }
+                other => other,
+            };
         let partitions = match partitions {
             Some(partitions) => partitions.get(),
             None => cluster_partitions(status),

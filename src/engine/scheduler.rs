@@ -90,6 +90,9 @@ pub async fn status(
     })
 }
 
+/// What a plain-text client is told by a scheduler that serves TLS.
+pub(super) const NEEDS_TLS: &str = "the scheduler serves TLS: give --tls-dir / FXPIPE_TLS_DIR";
+
 /// A reqwest error with its causes (its own text is often only "error sending request").
 fn rest_error(address: &str, error: &reqwest::Error) -> EngineError {
     let mut why = error.to_string();
@@ -102,7 +105,7 @@ fn rest_error(address: &str, error: &reqwest::Error) -> EngineError {
         source = cause.source();
     }
     if why.contains("invalid HTTP version") {
-        why.push_str(" (the scheduler serves TLS: give --tls-dir / FXPIPE_TLS_DIR)");
+        why.push_str(&format!(" ({NEEDS_TLS})"));
     }
     EngineError::RestApi {
         address: address.to_string(),

@@ -48,6 +48,8 @@ pub enum TlsError {
     },
     #[error("TLS directory {dir}: {detail}")]
     Config { dir: PathBuf, detail: String },
+    #[error("cannot build an HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
     #[error("cannot make certificates: {0}")]
     Generate(String),
     #[error("cannot write {path}: {source}")]
@@ -253,14 +255,10 @@ pub fn rest_scheme(tls: Option<&Tls>) -> &'static str {
 pub fn rest_client(tls: Option<&Tls>, timeout: Duration) -> Result<reqwest::Client, TlsError> {
     match tls {
         Some(tls) => tls.rest_client(timeout),
-        None => reqwest::Client::builder()
+        None => Ok(reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .build()
-            .map_err(|e| TlsError::Config {
-                dir: PathBuf::new(),
-                detail: e.to_string(),
-            }),
+            .build()?),
     }
 }
 

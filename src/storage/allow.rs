@@ -134,7 +134,7 @@ impl Allowed {
 }
 
 /// A store that serves only locations under its prefixes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Guarded {
     inner: Arc<dyn ObjectStore>,
     /// `s3://bucket` or `file://`.
@@ -215,13 +215,7 @@ impl ObjectStore for Guarded {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        let prefixes = self.prefixes.clone();
-        let guard = Guarded {
-            inner: self.inner.clone(),
-            name: self.name.clone(),
-            prefixes,
-            allowed: self.allowed.clone(),
-        };
+        let guard = self.clone();
         let checked = locations
             .map(move |location| location.and_then(|l| guard.check(&l).map(|()| l)))
             .boxed();

@@ -11,7 +11,6 @@
 //! the race is read and planned again on the newer version.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use arrow::array::AsArray;
 use arrow::datatypes::DataType;
@@ -52,16 +51,31 @@ pub async fn optimize(
     ctx: &SessionContext,
     target_bytes: u64,
 ) -> Result<Option<Compaction>, StorageError> {
-    let target = std::num::NonZeroU64::new(target_bytes)
-        .unwrap_or(std::num::NonZeroU64::new(staged::TARGET_FILE_BYTES).expect("not zero"));
+    let target = std::num::NonZeroU64::new(target_bytes).unwrap_or(staged::TARGET_FILE_BYTES);
     let txn = lake.next_transaction();
     let mut attempt = 1;
     loop {
         let Some(opened) = delta::open(lake, table).await? else {
             return Ok(None);
         };
-        let error = match compact_once(lake, table, ctx, &opened, target, &txn).await {
-            Ok(done) => return Ok(Some(done)),
+        let version = opened.version().unwrap_or_default() as i64;
+        let Some(rewritten) = rewrite(lake, table, ctx, &opened, target).await? else {
+            return Ok(Some(Compaction {
+                files_removed: Some(0),
+                files_added: Some(0),
+                partitions: Some(0),
+                version,
+            }));
+        };
+        let error = match commit(lake, table, &opened, &txn, &rewritten, target).await {
+            Ok(version) => {
+                return Ok(Some(Compaction {
+                    files_removed: Some(rewritten.removes.len() as u64),
+                    files_added: Some(rewritten.written.adds().len() as u64),
+                    partitions: Some(rewritten.partitions),
+                    version,
+                }))
+            }
             Err(error) => error,
         };
         if let Some(landed) = delta::resolve_outcome(lake, table, &txn).await? {
@@ -71,6 +85,9 @@ pub async fn optimize(
                 ..Compaction::default()
             }));
         }
+        // Known not to have landed: the rewritten files go. (An unknown outcome returned
+        // above and leaves them for vacuum.)
+        rewritten.written.discard().await?;
         if !delta::is_conflict(&error) || attempt >= delta::COMMIT_ATTEMPTS {
             return Err(delta::conflict_in_words(lake, table, error, attempt).await);
         }
@@ -90,57 +107,45 @@ struct Bin {
     removes: Vec<Remove>,
 }
 
-/// One attempt: read the small files of `opened`'s version, write them again, commit on that
-/// version only. On failure the written files are deleted unless the commit may have landed.
-async fn compact_once(
+/// The small files of one version, written again and not yet committed.
+struct Rewritten {
+    written: staged::StagedFiles,
+    removes: Vec<Remove>,
+    partitions: u64,
+}
+
+/// Reads the small files of `opened`'s version and writes their rows again as staged files
+/// of about `target` bytes; `None` when no partition has two small files.
+async fn rewrite(
     lake: &Lake,
     table: Table,
     ctx: &SessionContext,
     opened: &DeltaTable,
     target: std::num::NonZeroU64,
-    txn: &Transaction,
-) -> Result<Compaction, StorageError> {
-    let to_error = delta_error(table);
-    let version = opened.version().unwrap_or_default() as i64;
+) -> Result<Option<Rewritten>, StorageError> {
     let bins = small_files(table, opened, target.get()).await?;
     if bins.is_empty() {
-        return Ok(Compaction {
-            files_removed: Some(0),
-            files_added: Some(0),
-            partitions: Some(0),
-            version,
-        });
+        return Ok(None);
     }
-    let df_error = |e: datafusion::error::DataFusionError| to_error(DeltaTableError::from(e));
+    let partitions = bins.len() as u64;
+    let df_error =
+        |e: datafusion::error::DataFusionError| delta_error(table)(DeltaTableError::from(e));
     let provider = opened
         .table_provider()
         .with_file_column(FILE_COLUMN)
         .await
         .map_err(df_error)?;
     let scan = ctx.read_table(provider).map_err(df_error)?;
-    let columns: Vec<Expr> = scan
+    let schema = scan
+        .clone()
+        .drop_columns(&[FILE_COLUMN])
+        .map_err(df_error)?
         .schema()
-        .fields()
-        .iter()
-        .filter(|f| f.name() != FILE_COLUMN)
-        .map(|f| col(f.name().as_str()))
-        .collect();
-    let schema = Arc::new(
-        scan.schema()
-            .as_arrow()
-            .clone()
-            .project(
-                &(0..scan.schema().fields().len())
-                    .filter(|i| scan.schema().field(*i).name() != FILE_COLUMN)
-                    .collect::<Vec<_>>(),
-            )
-            .map_err(|e| df_error(e.into()))?,
-    );
+        .inner()
+        .clone();
     let mut writer = StagedWriter::begin_sized(lake, table, opened, schema, target).await?;
     let mut removes = Vec::new();
     for bin in bins {
-        // The scan names each row's file as the log does or as a URL, encoded or not: the
-        // names of this partition's files, matched to the ones to rewrite.
         let mut filter = lit(true);
         for (column, value) in &bin.partition {
             let field = scan
@@ -155,6 +160,8 @@ async fn compact_once(
                 )),
             });
         }
+        // The scan names each row's file as the log does or as a URL, encoded or not: the
+        // names of this partition's files, matched to the ones to rewrite.
         let in_partition = scan.clone().filter(filter).map_err(df_error)?;
         let names = in_partition
             .clone()
@@ -164,7 +171,7 @@ async fn compact_once(
             .await
             .map_err(df_error)?;
         let wanted: Vec<String> = bin.removes.iter().map(|r| decoded(&r.path)).collect();
-        let mut chosen = Vec::new();
+        let mut chosen: Vec<Expr> = Vec::new();
         for batch in &names {
             let column = arrow::compute::cast(batch.column(0), &DataType::Utf8)
                 .map_err(|e| df_error(e.into()))?;
@@ -183,7 +190,7 @@ async fn compact_once(
                 datafusion::logical_expr::cast(col(FILE_COLUMN), DataType::Utf8)
                     .in_list(chosen, false),
             )
-            .and_then(|f| f.select(columns.clone()))
+            .and_then(|f| f.drop_columns(&[FILE_COLUMN]))
             .map_err(df_error)?;
         let mut stream = rows.execute_stream().await.map_err(df_error)?;
         while let Some(batch) = stream.next().await {
@@ -197,22 +204,33 @@ async fn compact_once(
     }
     let mut written = writer.finish().await?;
     written.mark_no_data_change();
-    staged::check_present(lake, table, written.adds()).await?;
-    let partitions = removes
+    Ok(Some(Rewritten {
+        written,
+        removes,
+        partitions,
+    }))
+}
+
+/// Commits `rewritten` on `opened`'s version only (no delta-rs retries, see the module's
+/// header), carrying `txn`. Returns the new version.
+async fn commit(
+    lake: &Lake,
+    table: Table,
+    opened: &DeltaTable,
+    txn: &Transaction,
+    rewritten: &Rewritten,
+    target: std::num::NonZeroU64,
+) -> Result<i64, StorageError> {
+    staged::check_present(lake, table, rewritten.written.adds()).await?;
+    let mut actions: Vec<Action> = rewritten
+        .written
+        .adds()
         .iter()
-        .map(|r| {
-            r.partition_values
-                .iter()
-                .flatten()
-                .collect::<BTreeMap<_, _>>()
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .len() as u64;
-    let files_removed = removes.len() as u64;
-    let files_added = written.adds().len() as u64;
-    let mut actions: Vec<Action> = written.adds().iter().cloned().map(Action::Add).collect();
-    actions.extend(removes.into_iter().map(Action::Remove));
-    let state = opened.snapshot().map_err(&to_error)?;
+        .cloned()
+        .map(Action::Add)
+        .collect();
+    actions.extend(rewritten.removes.iter().cloned().map(Action::Remove));
+    let state = opened.snapshot().map_err(delta_error(table))?;
     let committed = CommitBuilder::from(lake.commit_properties(txn).with_max_retries(0))
         .with_actions(actions)
         .build(
@@ -223,24 +241,9 @@ async fn compact_once(
                 target_size: target.get() as i64,
             },
         )
-        .await;
-    match committed {
-        Ok(committed) => Ok(Compaction {
-            files_removed: Some(files_removed),
-            files_added: Some(files_added),
-            partitions: Some(partitions),
-            version: committed.version() as i64,
-        }),
-        Err(error) => {
-            let error = to_error(error);
-            // Known not to have landed (a lost race): the rewritten files go. Otherwise the
-            // caller learns the outcome first, and leaves them for vacuum if it cannot.
-            if delta::is_conflict(&error) && delta::landed(lake, table, txn).await?.is_none() {
-                written.discard().await?;
-            }
-            Err(error)
-        }
-    }
+        .await
+        .map_err(delta_error(table))?;
+    Ok(committed.version() as i64)
 }
 
 /// The partitions of `opened` with at least two files smaller than `target` bytes, and those

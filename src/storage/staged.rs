@@ -36,7 +36,7 @@ use tracing::warn;
 use super::{delta, Lake, StorageError, Table};
 
 /// Data files roll over at this size (Delta's usual target).
-pub(crate) const TARGET_FILE_BYTES: u64 = 128 << 20;
+pub(crate) const TARGET_FILE_BYTES: NonZeroU64 = NonZeroU64::new(128 << 20).expect("not zero");
 
 /// Rows per Parquet row group. The writer holds a row group in memory until it is complete,
 /// so this bounds the memory of a write (the Parquet default of 1Mi rows is ~8x more), and
@@ -77,12 +77,7 @@ pub(crate) fn writer_config(
     partition_columns: Vec<String>,
     configuration: &std::collections::HashMap<String, String>,
 ) -> WriterConfig {
-    writer_config_sized(
-        schema,
-        partition_columns,
-        configuration,
-        NonZeroU64::new(TARGET_FILE_BYTES).expect("not zero"),
-    )
+    writer_config_sized(schema, partition_columns, configuration, TARGET_FILE_BYTES)
 }
 
 /// [`writer_config`] with files rolled at `target_file_bytes` (`optimize --target-mib`).
@@ -147,8 +142,7 @@ impl StagedWriter {
         opened: &DeltaTable,
         schema: SchemaRef,
     ) -> Result<Self, StorageError> {
-        let target = NonZeroU64::new(TARGET_FILE_BYTES).expect("not zero");
-        Self::begin_sized(lake, table, opened, schema, target).await
+        Self::begin_sized(lake, table, opened, schema, TARGET_FILE_BYTES).await
     }
 
     /// [`StagedWriter::begin`], rolling files at `target_file_bytes` (compaction's target).

@@ -197,6 +197,16 @@ impl Lake {
     }
 }
 
+/// delta-rs's own words (its help text, its log target, its conflict text), which must never
+/// reach an fxpipe user.
+pub const DELTA_RS_WORDS: [&str; 5] = [
+    "Help:",
+    "isolation level",
+    "Commit failed",
+    "deltalake_core",
+    "concurrent transaction",
+];
+
 pub fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }

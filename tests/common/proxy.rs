@@ -27,6 +27,20 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Starts `fxpipe --lake <lake> ARGS` with its output piped, its S3 requests through `proxy`
+/// when given.
+pub fn spawn_via(lake: &super::Lake, proxy: Option<&Proxy>, args: &[&str]) -> std::process::Child {
+    let mut command = lake.command(args);
+    if let Some(proxy) = proxy {
+        command.env("AWS_ENDPOINT_URL", proxy.endpoint());
+    }
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start fxpipe")
+}
+
 /// What the proxy does to a request a rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
