@@ -233,3 +233,33 @@ fn plans_naming_anything_but_the_lake_and_inputs_fail_on_the_nodes() {
     // The scheduler logged the refusal, naming the location; no node read it.
     assert!(!cluster.log_lines("refused a location").is_empty());
 }
+
+#[test]
+fn cluster_certs_keep_existing_keeps_the_ca_the_nodes_trust() {
+    let out = tempfile::tempdir().unwrap();
+    let certs = out.path().join("certs");
+    let make = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_fxpipe"))
+            .args([
+                "cluster",
+                "certs",
+                "--hosts",
+                "scheduler,executor-1",
+                "--out",
+            ])
+            .arg(&certs)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    make(&["--keep-existing"]);
+    let ca = std::fs::read(certs.join("scheduler/ca.pem")).unwrap();
+    let said = make(&["--keep-existing"]);
+    assert!(said.contains("kept"), "{said}");
+    assert_eq!(std::fs::read(certs.join("scheduler/ca.pem")).unwrap(), ca);
+    // Without it, a new CA (the way to rotate one).
+    make(&[]);
+    assert_ne!(std::fs::read(certs.join("scheduler/ca.pem")).unwrap(), ca);
+}

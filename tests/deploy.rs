@@ -24,6 +24,8 @@ const MAX_EXPOSURE: f64 = 2.0;
 /// moto's documented dummy credentials: moto accepts any, and these are no secret.
 const MOTO_KEY: &str = "testing";
 const REGION: &str = "eu-west-1";
+/// The role the EMR steps assume (deploy/emr/iam-client-policy.json).
+const CLIENT_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/fxpipe-client";
 
 fn path(relative: &str) -> PathBuf {
     Path::new(DEPLOY).join(relative)
@@ -358,6 +360,7 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
         .env("SUBNETS", subnets.join(","))
         .env("REGION", REGION)
         .env("CLIENT_CIDR", "10.0.5.0/24")
+        .env("CLIENT_ROLE_ARN", CLIENT_ROLE_ARN)
         .output()
         .unwrap();
     let debug = String::from_utf8_lossy(&output.stderr).to_string();
@@ -469,7 +472,8 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
             "s3://bank-lake/fxpipe/bin/",
             REGION,
             "s3://bank-lake/prod",
-            "s3://bank-lake/exports/"
+            "s3://bank-lake/exports/",
+            CLIENT_ROLE_ARN
         ])
     );
     // The script uploaded the bootstrap action it names.
@@ -497,8 +501,11 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
             )
         })
         .collect();
-    // Over mutual TLS, with the copy bootstrap.sh leaves for the steps' user.
+    // Over mutual TLS, with the copy bootstrap.sh leaves for the steps' user, as the client
+    // role (the profile bootstrap.sh writes on the primary).
     let fxpipe = [
+        "/usr/bin/env",
+        "AWS_PROFILE=fxpipe-client",
         "/usr/local/bin/fxpipe",
         "--cluster",
         "df://localhost:50050",
@@ -571,6 +578,7 @@ fn run_bootstrap(
             REGION,
             "s3://bank-lake/prod",
             "s3://bank-lake/exports/",
+            CLIENT_ROLE_ARN,
         ])
         .env("AWS_ENDPOINT_URL", moto.endpoint())
         .env("AWS_DEFAULT_REGION", REGION)
@@ -640,8 +648,28 @@ fn emr_bootstrap_installs_and_enables_the_role_of_each_node() {
         ),
     ] {
         let root = home.path().join(format!("root-{role}-{nproc}"));
+        let aws_config = home.path().join("no-aws-config");
+        std::fs::write(&aws_config, "").unwrap();
         let output = run_bootstrap(&moto, home.path(), &root, instance, nproc);
         let said = stdout_of(&output, &format!("bootstrap.sh for {instance}"));
+        // The steps' user on the primary acts as the client role; other nodes get no profile.
+        let profile = std::fs::read_to_string(&aws_config).unwrap();
+        if role == "scheduler" {
+            let lines: Vec<&str> = profile.lines().map(str::trim).collect();
+            for expected in [
+                "[profile fxpipe-client]".to_string(),
+                format!("role_arn = {CLIENT_ROLE_ARN}"),
+                "credential_source = Ec2InstanceMetadata".to_string(),
+                format!("region = {REGION}"),
+            ] {
+                assert!(
+                    lines.contains(&expected.as_str()),
+                    "{expected} not in:\n{profile}"
+                );
+            }
+        } else {
+            assert_eq!(profile, "", "an executor got an AWS profile");
+        }
         let unit_name = format!("fxpipe-{role}.service");
         assert!(
             said.contains(&format!("{unit_name} installed and enabled")),
@@ -787,87 +815,145 @@ fn glue_operations_in_source() -> BTreeSet<String> {
     operations
 }
 
-#[test]
-fn emr_iam_policy_grants_only_what_fxpipe_uses_and_iam_accepts_it() {
-    let policy = json("emr/iam-policy.json");
-    let statements = policy["Statement"].as_array().unwrap();
-    let mut actions = BTreeSet::new();
-    for statement in statements {
-        assert_eq!(statement["Effect"], "Allow");
+/// The actions a policy document allows (and denies), checking that none is a wildcard and
+/// no resource is "*".
+fn policy_actions(name: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let policy = json(name);
+    let (mut allowed, mut denied) = (BTreeSet::new(), BTreeSet::new());
+    for statement in policy["Statement"].as_array().unwrap() {
         let list = match &statement["Action"] {
             Value::String(s) => vec![s.clone()],
             Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
             other => panic!("{other}"),
         };
         for action in &list {
-            assert!(!action.contains('*'), "wildcard action {action}");
+            assert!(!action.contains('*'), "{name}: wildcard action {action}");
         }
-        // Every resource is a named bucket, prefix, or Glue database: no "*" alone.
+        // Every resource is a named bucket, prefix, role or Glue database: no "*" alone.
         let resources = match &statement["Resource"] {
             Value::String(s) => vec![s.clone()],
             Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
-            other => panic!("{other}"),
+            other => panic!("{name}: {other}"),
         };
         for resource in resources {
             assert!(resource != "*" && !resource.ends_with(":::*"), "{resource}");
         }
-        actions.extend(list);
+        match statement["Effect"].as_str() {
+            Some("Allow") => allowed.extend(list),
+            Some("Deny") => denied.extend(list),
+            other => panic!("{name}: effect {other:?}"),
+        }
     }
-    let glue: BTreeSet<String> = actions
-        .iter()
-        .filter(|a| a.starts_with("glue:"))
-        .cloned()
-        .collect();
-    let used = glue_operations_in_source();
-    assert!(!used.is_empty());
-    assert_eq!(
-        glue, used,
-        "the Glue actions differ from those src/catalog/glue.rs calls"
-    );
-    for needed in [
-        "s3:GetObject",
-        "s3:PutObject",
-        "s3:DeleteObject",
-        "s3:ListBucket",
-        "s3:AbortMultipartUpload",
-    ] {
-        assert!(actions.contains(needed), "{needed} missing");
-    }
+    (allowed, denied)
+}
 
-    // IAM's grammar (moto validates policy documents as IAM does), placeholders filled in.
-    if on_path("aws").is_none() {
-        eprintln!("SKIPPED: the AWS CLI is not on PATH, the policy was not sent to IAM");
-        return;
-    }
-    let filled = read("emr/iam-policy.json")
-        .replace("LAKE_BUCKET", "bank-lake")
-        .replace("LAKE_PREFIX", "prod")
+/// A deploy/emr IAM document with its placeholders filled in as the tests' lake has them.
+fn filled_policy(name: &str, bucket: &str, lake_prefix: &str) -> String {
+    read(name)
+        .replace("LAKE_BUCKET", bucket)
+        .replace("LAKE_PREFIX", lake_prefix)
         .replace("EXPORTS_PREFIX", "exports")
-        .replace("BINARIES_BUCKET", "bank-lake")
+        .replace("BINARIES_BUCKET", bucket)
         .replace("BINARIES_PREFIX", "fxpipe/bin")
-        .replace("LOGS_BUCKET", "bank-lake")
+        .replace("LOGS_BUCKET", bucket)
         .replace("LOGS_PREFIX", "emr-logs")
         .replace("REGION", REGION)
         .replace("ACCOUNT_ID", "123456789012")
-        .replace("GLUE_DATABASE", "fxpipe");
+        .replace("GLUE_DATABASE", "fxpipe")
+        .replace("CLIENT_ROLE", "fxpipe-client")
+        .replace("NODE_ROLE", "fxpipe-emr-node")
+}
+
+#[test]
+fn emr_iam_policies_split_the_nodes_from_the_client_and_iam_accepts_them() {
+    let (node, node_denied) = policy_actions("emr/iam-node-policy.json");
+    let (client, client_denied) = policy_actions("emr/iam-client-policy.json");
+    assert!(client_denied.is_empty());
+    // Only the client catalogs, and it may call exactly what src/catalog/glue.rs calls.
+    let glue = |actions: &BTreeSet<String>| -> BTreeSet<String> {
+        actions
+            .iter()
+            .filter(|a| a.starts_with("glue:"))
+            .cloned()
+            .collect()
+    };
+    let used = glue_operations_in_source();
+    assert!(!used.is_empty());
+    assert_eq!(
+        glue(&client),
+        used,
+        "the Glue actions differ from those src/catalog/glue.rs calls"
+    );
+    assert!(glue(&node).is_empty(), "the nodes' role catalogs: {node:?}");
+    // The nodes read and add data files; only the client deletes (vacuum, staged files of a
+    // failed run, normalize's scratch file) and commits (the Deny on _delta_log).
+    for needed in [
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "s3:AbortMultipartUpload",
+    ] {
+        assert!(node.contains(needed), "nodes: {needed} missing");
+        assert!(client.contains(needed), "client: {needed} missing");
+    }
+    assert!(client.contains("s3:DeleteObject"));
+    assert!(!node.contains("s3:DeleteObject"), "the nodes' role deletes");
+    assert_eq!(node_denied, BTreeSet::from(["s3:PutObject".to_string()]));
+    assert!(read("emr/iam-node-policy.json").contains("LAKE_PREFIX/*/_delta_log/*"));
+    // The steps' profile assumes the client role from the node role, and nothing else can.
+    let trust = json("emr/iam-client-trust.json");
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["AWS"],
+        "arn:aws:iam::ACCOUNT_ID:role/NODE_ROLE"
+    );
+    assert_eq!(trust["Statement"].as_array().map(Vec::len), Some(1));
+
+    // IAM's grammar (moto validates policy documents as IAM does), placeholders filled in.
+    if on_path("aws").is_none() {
+        eprintln!("SKIPPED: the AWS CLI is not on PATH, the policies were not sent to IAM");
+        return;
+    }
     let moto = common::moto::Moto::start();
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("policy.json");
-    std::fs::write(&file, filled).unwrap();
     let document = format!("file://{}", file.display());
-    let created = aws_json(
+    for (name, policy) in [
+        ("fxpipe-emr-node", "emr/iam-node-policy.json"),
+        ("fxpipe-client", "emr/iam-client-policy.json"),
+    ] {
+        std::fs::write(&file, filled_policy(policy, "bank-lake", "prod")).unwrap();
+        let created = aws_json(
+            &moto,
+            home.path(),
+            &[
+                "iam",
+                "create-policy",
+                "--policy-name",
+                name,
+                "--policy-document",
+                &document,
+            ],
+        );
+        assert_eq!(created["Policy"]["PolicyName"], name);
+    }
+    std::fs::write(
+        &file,
+        filled_policy("emr/iam-client-trust.json", "bank-lake", "prod"),
+    )
+    .unwrap();
+    let role = aws_json(
         &moto,
         home.path(),
         &[
             "iam",
-            "create-policy",
-            "--policy-name",
-            "fxpipe-emr-node",
-            "--policy-document",
+            "create-role",
+            "--role-name",
+            "fxpipe-client",
+            "--assume-role-policy-document",
             &document,
         ],
     );
-    assert_eq!(created["Policy"]["PolicyName"], "fxpipe-emr-node");
+    assert_eq!(role["Role"]["Arn"], CLIENT_ROLE_ARN);
     // A malformed document is refused: the check above can fail.
     std::fs::write(
         &file,
@@ -1021,21 +1107,85 @@ print(json.dumps(yaml.safe_load(open(sys.argv[1]))))
         BTreeSet::from([
             "s3",
             "create-bucket",
+            "certs",
             "scheduler",
-            "executor",
+            "executor-1",
+            "executor-2",
             "ingester",
             "fxpipe"
         ])
     );
-    assert_eq!(services["executor"]["deploy"]["replicas"], 2);
     assert_eq!(services["scheduler"]["build"]["target"], "scheduler");
-    assert_eq!(services["executor"]["build"]["target"], "executor");
     assert_eq!(services["ingester"]["build"]["target"], "fxpipe");
     assert_eq!(services["ingester"]["command"][0], "ingest");
     assert_eq!(services["ingester"]["command"][1], "--daemon");
     assert_eq!(
         services["fxpipe"]["environment"]["FXPIPE_CLUSTER"],
         "df://scheduler:50050"
+    );
+    // Mutual TLS: every node serves with its own directory of the `certs` service's output,
+    // whose hosts are exactly the names the others reach the nodes by.
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let after = |args: &[String], flag: &str| -> Option<String> {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| args[i + 1].clone())
+    };
+    let certs = strings(&services["certs"]["entrypoint"]);
+    assert!(certs.contains(&"--keep-existing".to_string()), "{certs:?}");
+    let out = after(&certs, "--out").unwrap();
+    let hosts: BTreeSet<String> = after(&certs, "--hosts")
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let mut served = BTreeSet::from(["scheduler".to_string()]);
+    for (name, target) in [
+        ("scheduler", "scheduler"),
+        ("executor-1", "executor"),
+        ("executor-2", "executor"),
+    ] {
+        let service = &services[name];
+        assert_eq!(service["build"]["target"], target, "{name}");
+        let args = strings(&service["command"]);
+        assert!(
+            !args.contains(&"--insecure-plaintext".to_string()),
+            "{name}"
+        );
+        let tls = after(&args, "--tls-dir").unwrap_or_else(|| panic!("{name}: no --tls-dir"));
+        assert!(tls.ends_with(&format!("/{name}")), "{name}: {tls}");
+        assert!(
+            tls.starts_with("/certs/") && out.starts_with("/var/lib/fxpipe/"),
+            "{name}: {tls}"
+        );
+        if target == "executor" {
+            let external = after(&args, "--external-host").unwrap();
+            assert_eq!(external, name);
+            served.insert(external);
+            assert_eq!(
+                after(&args, "--scheduler-host").as_deref(),
+                Some("scheduler")
+            );
+        }
+        assert_eq!(
+            service["depends_on"]
+                .as_object()
+                .map(|d| d.contains_key("certs") || d.contains_key("scheduler")),
+            Some(true),
+            "{name}"
+        );
+    }
+    assert_eq!(hosts, served);
+    assert_eq!(
+        services["fxpipe"]["environment"]["FXPIPE_TLS_DIR"],
+        "/certs/certs/client"
     );
     for (name, service) in services {
         if let Some(env) = service["environment"].as_object() {

@@ -6,20 +6,32 @@
 #
 #   Args: s3://BUCKET/PREFIX/ (where create-cluster.sh put fxpipe, fxpipe-scheduler and
 #         fxpipe-executor, and tls/), the region, the lake and the exports' prefix (the only
-#         locations the nodes open).
+#         locations the nodes open), and the client role's ARN (iam-client-policy.json).
 #
-# Credentials: `aws s3 cp` and the services use the cluster's EC2 instance profile; no key is
-# written anywhere. The role is read from EMR's own node metadata, not guessed from host names.
+# Credentials: `aws s3 cp` and the services use the cluster's EC2 instance profile
+# (iam-node-policy.json: no delete, no commit, no Glue); no key is written anywhere. On the
+# primary, the steps' user gets an AWS profile `fxpipe-client` that assumes the client role
+# from the instance profile, so only the steps commit, vacuum and catalog. The node's role is
+# read from EMR's own node metadata, not guessed from host names.
 #
 # Overridable for tests (defaults are EMR's paths): FXPIPE_ROOT (the file system root the
 # files go under), FXPIPE_INSTANCE_JSON, FXPIPE_JOB_FLOW_JSON, FXPIPE_NPROC.
 set -euo pipefail
 
-binaries=${1:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX}
-region=${2:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX}
+usage="usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX CLIENT_ROLE_ARN"
+binaries=${1:?$usage}
+region=${2:?$usage}
 # The only locations the node's plans may touch: the lake and the exports' prefix.
-lake=${3:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX}
-inputs=${4:?usage: bootstrap.sh s3://BUCKET/PREFIX/ REGION LAKE INPUTS_PREFIX}
+lake=${3:?$usage}
+inputs=${4:?$usage}
+client_role=${5:?$usage}
+case "$client_role" in
+    arn:aws*:iam::*:role/*) ;;
+    *)
+        echo "bootstrap.sh: $client_role is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)" >&2
+        exit 1
+        ;;
+esac
 root=${FXPIPE_ROOT:-/}
 instance_json=${FXPIPE_INSTANCE_JSON:-/mnt/var/lib/info/instance.json}
 job_flow_json=${FXPIPE_JOB_FLOW_JSON:-/mnt/var/lib/info/job-flow.json}
@@ -102,6 +114,12 @@ if [ "$role" = scheduler ]; then
     client_tls=${FXPIPE_CLIENT_TLS:-$HOME/fxpipe-tls}
     install -d -m 0700 "$client_tls"
     install -m 0600 "$download/tls/ca.pem" "$download/tls/cert.pem" "$download/tls/key.pem" "$client_tls/"
+    # ... and act as the client role (steps.json sets AWS_PROFILE=fxpipe-client): the instance
+    # profile alone cannot delete, commit or catalog.
+    aws configure set profile.fxpipe-client.role_arn "$client_role"
+    aws configure set profile.fxpipe-client.credential_source Ec2InstanceMetadata
+    aws configure set profile.fxpipe-client.role_session_name fxpipe-steps
+    aws configure set profile.fxpipe-client.region "$region"
 fi
 
 # Settings shared by both roles' units. No credentials: the instance profile provides them.

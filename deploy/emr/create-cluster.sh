@@ -6,7 +6,8 @@
 #   LAKE=s3://bank-lake/prod EXPORTS='s3://bank-lake/exports/2024-*.csv' \
 #   BINARIES=s3://bank-lake/fxpipe/bin/ LOGS=s3://bank-lake/emr-logs/ \
 #   SUBNETS=subnet-0abc,subnet-0def REGION=eu-west-1 CLIENT_CIDR=10.0.5.0/24 \
-#   INSTANCE_PROFILE=fxpipe-emr-node deploy/emr/create-cluster.sh
+#   INSTANCE_PROFILE=fxpipe-emr-node CLIENT_ROLE_ARN=arn:aws:iam::123456789012:role/fxpipe-client \
+#   deploy/emr/create-cluster.sh
 #
 # Upload the release binaries to BINARIES first (x86_64 Linux, `cargo build --release
 # --workspace`): fxpipe, fxpipe-scheduler, fxpipe-executor, their SHA256SUMS (`sha256sum
@@ -15,12 +16,15 @@
 # This script uploads bootstrap.sh next to them. Extra arguments go to every `aws` call (e.g. --profile, --endpoint-url).
 #
 # Credentials: the AWS CLI's own chain for these calls; on the nodes, only INSTANCE_PROFILE's
-# role (iam-policy.json), never a key. EMR_ROLE is EMR's service role.
+# role (iam-node-policy.json: read, add data files, never delete, commit or catalog), never a
+# key. The steps on the primary assume CLIENT_ROLE_ARN (iam-client-policy.json, trusting the
+# node role as iam-client-trust.json says). EMR_ROLE is EMR's service role.
 set -euo pipefail
 
 : "${LAKE:?LAKE=s3://bucket/prefix}" "${EXPORTS:?EXPORTS=s3://bucket/exports/*.csv}"
 : "${BINARIES:?BINARIES=s3://bucket/prefix/}" "${LOGS:?LOGS=s3://bucket/prefix/}"
 : "${SUBNETS:?SUBNETS=subnet-a,subnet-b (the fleets pick among them)}" "${REGION:?REGION=eu-west-1}"
+: "${CLIENT_ROLE_ARN:?CLIENT_ROLE_ARN=arn:aws:iam::ACCOUNT:role/fxpipe-client (the role the steps assume: iam-client-policy.json)}"
 : "${CLIENT_CIDR:?CLIENT_CIDR=10.0.5.0/24 (where fxpipe clients run: with the nodes themselves, the only addresses that reach ports 50050-50052)}"
 instance_profile=${INSTANCE_PROFILE:-fxpipe-emr-node}
 service_role=${EMR_ROLE:-EMR_DefaultRole_V2}
@@ -80,7 +84,7 @@ cluster_id=$(aws "$@" --region "$REGION" emr create-cluster \
     --service-role "$service_role" \
     --ec2-attributes "InstanceProfile=$instance_profile,SubnetIds=[$SUBNETS],EmrManagedMasterSecurityGroup=$primary_sg,EmrManagedSlaveSecurityGroup=$nodes_sg" \
     --instance-fleets "file://$here/instance-fleets.json" \
-    --bootstrap-actions "Path=$binaries/bootstrap.sh,Name=fxpipe-node,Args=[$binaries/,$REGION,$LAKE,${EXPORTS%/*}/]" \
+    --bootstrap-actions "Path=$binaries/bootstrap.sh,Name=fxpipe-node,Args=[$binaries/,$REGION,$LAKE,${EXPORTS%/*}/,$CLIENT_ROLE_ARN]" \
     --tags "app=fxpipe" \
     --no-auto-terminate \
     --query ClusterId --output text)

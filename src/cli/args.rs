@@ -213,6 +213,10 @@ pub(crate) struct ClusterCertsArgs {
     /// Days the certificates are valid.
     #[arg(long, default_value_t = 365)]
     pub(crate) days: u32,
+    /// Do nothing when OUT already holds a cluster's certificates (OUT/client/cert.pem), so a
+    /// setup step can run on every start without replacing the CA the nodes trust.
+    #[arg(long)]
+    pub(crate) keep_existing: bool,
 }
 
 #[derive(Debug, Args)]

@@ -117,6 +117,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Command::Cluster(args::ClusterCommand::Certs(certs)) = &cli.command {
+        let existing = certs.out.join("client").join("cert.pem");
+        if certs.keep_existing && existing.exists() {
+            outln!(
+                "{} already holds a cluster's certificates: kept",
+                certs.out.display()
+            )?;
+            return Ok(());
+        }
         let written = fxpipe::engine::tls::generate(&certs.out, &certs.hosts, certs.days)?;
         for member in &written.members {
             outln!("{}", member.display())?;

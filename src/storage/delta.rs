@@ -16,6 +16,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use tracing::warn;
 
+use super::staged::delta_error;
 use super::{Lake, StorageError, Table};
 
 /// How a write combines with what the table already holds.
@@ -78,13 +79,6 @@ pub async fn landed(
         .await
         .map_err(delta_error(table))?;
     Ok((version == Some(txn.version)).then_some(opened))
-}
-
-fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
-    move |source| StorageError::Delta {
-        table: table.sql_name().to_string(),
-        source,
-    }
 }
 
 /// Opens a table at its latest version; `None` when nothing was ever committed there.

@@ -113,11 +113,44 @@ pub enum StorageError {
     },
     #[error("Delta table {table}: the data file {path} this run wrote is gone, so it was not committed (was `fxpipe vacuum` run with a retention shorter than this job?); nothing was committed, run the command again")]
     StagedFileMissing { table: String, path: String },
+    #[error("Delta table {table}: access to {path} was denied ({source})\n  check: {}{}", s3_hint(source), if path.contains("/_delta_log/") { "; only the client's role commits (deploy/emr/iam-client-policy.json): a cluster node's role may not" } else { "" })]
+    Denied {
+        table: String,
+        path: String,
+        source: object_store::Error,
+    },
     #[error("Delta table {table}: {source}")]
     Delta {
         table: String,
         source: deltalake::DeltaTableError,
     },
+}
+
+impl StorageError {
+    /// A delta-rs error on `table`, in fxpipe's words where delta-rs's mislead: a write the
+    /// store refused is not "Failed to read delta log object".
+    pub(crate) fn delta(table: Table, source: deltalake::DeltaTableError) -> Self {
+        let table = table.sql_name().to_string();
+        match source {
+            deltalake::DeltaTableError::ObjectStore {
+                source:
+                    source @ (object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }),
+            } => {
+                let path = match &source {
+                    object_store::Error::PermissionDenied { path, .. }
+                    | object_store::Error::Unauthenticated { path, .. } => path.clone(),
+                    _ => String::new(),
+                };
+                StorageError::Denied {
+                    table,
+                    path,
+                    source,
+                }
+            }
+            source => StorageError::Delta { table, source },
+        }
+    }
 }
 
 /// The tables of the lake, with the locations of the original PySpark/Athena layout.

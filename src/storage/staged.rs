@@ -61,10 +61,7 @@ const DICTIONARY_PAGE_BYTES: usize = 128 * 1024;
 const FILE_COLUMN: &str = "__fxpipe_data_file";
 
 pub(crate) fn delta_error(table: Table) -> impl Fn(DeltaTableError) -> StorageError {
-    move |source| StorageError::Delta {
-        table: table.sql_name().to_string(),
-        source,
-    }
+    move |source| StorageError::delta(table, source)
 }
 
 /// How fxpipe writes data files, wherever they are written (a load here, or a task of the

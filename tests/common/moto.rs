@@ -114,6 +114,15 @@ impl Moto {
         body
     }
 
+    /// From now on, every request must be signed with an access key moto's IAM issued, and is
+    /// allowed only by that identity's policies (moto's `reset-auth`). The test's own key is
+    /// refused after this.
+    pub fn enforce_iam(&self) {
+        let (status, body) =
+            http(self.port, "POST", "/moto-api/reset-auth", b"0").expect("moto answers");
+        assert_eq!(status, 200, "reset-auth: {body}");
+    }
+
     /// Puts an object (test inputs).
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
         let (status, body) =
