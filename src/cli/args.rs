@@ -376,6 +376,28 @@ pub(crate) struct NormalizeArgs {
     /// Athena-compatible withdrawal_sgd_amt.
     #[arg(long, env = "FXPIPE_COLUMNS_FOLLOW_BASE")]
     pub(crate) columns_follow_base: bool,
+    /// On a cluster, whether rows are shuffled by month before they are written (one task, so
+    /// fewer files, per month): auto does so only above 8 partitions per stage.
+    #[arg(long, value_enum, env = "FXPIPE_WRITE_SHUFFLE", default_value = "auto")]
+    pub(crate) write_shuffle: WriteShuffleArg,
+}
+
+/// `--write-shuffle` (see `fxpipe::engine::write::WriteShuffle`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum WriteShuffleArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<WriteShuffleArg> for fxpipe::engine::write::WriteShuffle {
+    fn from(arg: WriteShuffleArg) -> Self {
+        match arg {
+            WriteShuffleArg::Auto => Self::Auto,
+            WriteShuffleArg::Always => Self::Always,
+            WriteShuffleArg::Never => Self::Never,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -237,6 +237,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
                     "sgd".to_string()
                 },
                 months: args.from.zip(args.to),
+                write_shuffle: args.write_shuffle.into(),
             };
             jobs::run_normalize(&engine, &lake, &options, quiet).await
         }

@@ -19,7 +19,7 @@ pub mod tally;
 pub mod tls;
 pub mod write;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -45,8 +45,9 @@ pub struct Engine {
     tls: Option<tls::Tls>,
     /// The name this engine's cluster jobs carry (`ballista.job.name`), to follow them.
     job_name: Option<String>,
-    /// Jobs the progress watcher cancelled as stalled after an executor loss.
-    rescues: Arc<AtomicUsize>,
+    /// Jobs the progress watcher cancelled: stalled after an executor loss, or stranded with
+    /// no executor alive.
+    rescues: Arc<progress::Rescues>,
     /// The stage bound of the running cluster job, and the job it stopped (see [`runaway`]).
     stages: runaway::StageGuard,
     /// How far the running job has got, for a progress bar.
@@ -271,11 +272,21 @@ impl Engine {
     ) -> Result<Vec<RecordBatch>, datafusion::error::DataFusionError> {
         let mut resubmitted = 0;
         loop {
-            let before = self.rescues.load(Ordering::SeqCst);
+            let before = self.rescues.stalled.load(Ordering::SeqCst);
+            let stranded = self.rescues.stranded.load(Ordering::SeqCst);
             let outcome = self.collect_once(plan.clone()).await;
             match outcome {
+                Err(_) if self.rescues.stranded.load(Ordering::SeqCst) > stranded => {
+                    return Err(datafusion::error::DataFusionError::Execution(format!(
+                        "no executor was alive on the cluster at {} for {} s, so the job was \
+                         cancelled (nothing was committed); start executors (or check why they \
+                         left: their logs, spot reclaims) and run the command again",
+                        self.cluster.as_deref().unwrap_or("?"),
+                        stall_timeout().as_secs()
+                    )));
+                }
                 Err(e)
-                    if self.rescues.load(Ordering::SeqCst) > before
+                    if self.rescues.stalled.load(Ordering::SeqCst) > before
                         && resubmitted < RESUBMISSIONS =>
                 {
                     resubmitted += 1;
@@ -345,6 +356,11 @@ impl Engine {
     /// The scheduler's address, when plans run on a cluster.
     pub fn cluster_address(&self) -> Option<&str> {
         self.cluster.as_deref()
+    }
+
+    /// Partitions per stage: the cores of the cluster's executors, or of this machine.
+    pub fn partitions(&self) -> usize {
+        self.ctx.state().config().target_partitions()
     }
 
     /// Makes the lake's storage readable by URL in this session (`s3://bucket/…` or

@@ -6,13 +6,22 @@
 //! each job when it ends. Progress is best effort: a scheduler that does not answer the REST
 //! API does not fail the job.
 //!
-//! The watcher is also the job's guard against a Ballista 55 defect: after an executor is
-//! lost mid-stage, the scheduler sometimes rolls a stage back and then never schedules its
-//! tasks again, and the job waits forever. When an executor has left the cluster and one of
-//! our jobs has made no progress for the stall timeout since, the watcher cancels that job
-//! (`PATCH /api/job/{id}`) and counts a rescue; [`super::Engine::collect`] then submits the
-//! plan again. That is safe because nothing a job writes counts until the client commits it:
-//! the cancelled attempt's files are orphans that `vacuum` removes.
+//! The watcher is also the job's guard against two Ballista 55 defects, each fixed upstream
+//! after 55.0.0:
+//! - after an executor is lost mid-stage, the scheduler rolls a stage back by taking it out of
+//!   the job's graph and putting a rewritten one back; when the rewrite fails the stage is gone,
+//!   and the job waits forever (apache/datafusion-ballista#2215). Ballista re-runs a lost
+//!   executor's tasks by itself otherwise, so the guard acts only on a job that has no running
+//!   task and has made no progress for the stall timeout since an executor left while it ran:
+//!   it cancels that job (`PATCH /api/job/{id}`) and counts a rescue, and
+//!   [`super::Engine::collect`] submits the plan again. A job with a task running is never
+//!   cancelled, however long the task (an executor that left for good is no reason).
+//! - when every executor is lost, running jobs stay queued forever
+//!   (apache/datafusion-ballista#2212): after the stall timeout with no executor alive, the
+//!   watcher cancels our jobs and counts them stranded, and the job fails saying so.
+//!
+//! Cancelling is safe because nothing a job writes counts until the client commits it: the
+//! cancelled attempt's files are orphans that `vacuum` removes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -119,7 +128,7 @@ impl Progress {
         tls: Option<&super::tls::Tls>,
         job_name: &str,
         stall: Duration,
-        rescues: Arc<AtomicUsize>,
+        rescues: Arc<Rescues>,
         stages: StageGuard,
         show_bar: bool,
     ) -> Self {
@@ -179,15 +188,25 @@ struct Watcher {
     stages: StageGuard,
 }
 
+/// Jobs the watcher cancelled, by reason: what [`super::Engine::collect`] reads to decide
+/// whether to submit a job again (stalled) or fail it (stranded: no executor alive).
+#[derive(Debug, Default)]
+pub struct Rescues {
+    pub stalled: AtomicUsize,
+    pub stranded: AtomicUsize,
+}
+
 /// What the watcher knows about executor losses and stalled jobs.
 #[derive(Debug, Default)]
 struct StallGuard {
     stall: Duration,
-    rescues: Arc<AtomicUsize>,
-    /// The most executors seen alive at once, and when fewer were first seen since.
-    most_executors: usize,
+    rescues: Arc<Rescues>,
+    /// Executors alive at the last look, when the last loss was seen, and since when none is.
+    alive: Option<usize>,
     lost_at: Option<Instant>,
-    /// When each running job last moved.
+    none_since: Option<Instant>,
+    /// When each running job was first seen and last moved (progress, or a running task).
+    first_seen: BTreeMap<String, Instant>,
     moved: BTreeMap<String, Instant>,
     cancelled: BTreeSet<String>,
 }
@@ -198,29 +217,57 @@ struct Executor {
     id: String,
 }
 
+/// What the guard decides about a job at one look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Fine,
+    /// No running task and no progress for the stall timeout since an executor left.
+    Stalled,
+    /// No executor alive for the stall timeout.
+    Stranded,
+}
+
 impl StallGuard {
-    /// Records how many executors are alive now.
-    fn executors(&mut self, alive: usize) {
-        if alive >= self.most_executors {
-            self.most_executors = alive;
-            if alive > 0 {
-                self.lost_at = None;
-            }
-        } else if self.lost_at.is_none() {
-            self.lost_at = Some(Instant::now());
+    /// Records how many executors are alive at `now`.
+    fn executors(&mut self, alive: usize, now: Instant) {
+        if self.alive.is_some_and(|before| alive < before) {
+            self.lost_at = Some(now);
+        }
+        self.alive = Some(alive);
+        if alive > 0 {
+            self.none_since = None;
+        } else if self.none_since.is_none() {
+            self.none_since = Some(now);
         }
     }
 
-    /// Whether `job`, which has (not) `changed` now, should be cancelled as stalled.
-    fn stalled(&mut self, job: &str, changed: bool, now: Instant) -> bool {
+    /// What to do with `job`, which has (not) `changed` and has `running` tasks at `now`.
+    fn verdict(&mut self, job: &str, changed: bool, running: usize, now: Instant) -> Verdict {
+        let first_seen = *self.first_seen.entry(job.to_string()).or_insert(now);
         let moved = self.moved.entry(job.to_string()).or_insert(now);
-        if changed {
+        if changed || running > 0 {
             *moved = now;
         }
-        let Some(lost_at) = self.lost_at else {
-            return false;
-        };
-        !self.cancelled.contains(job) && now.duration_since((*moved).max(lost_at)) >= self.stall
+        if self.cancelled.contains(job) {
+            return Verdict::Fine;
+        }
+        if self
+            .none_since
+            .is_some_and(|since| now.duration_since(since.max(first_seen)) >= self.stall)
+        {
+            return Verdict::Stranded;
+        }
+        match self.lost_at {
+            // Only a loss while the job ran can have stranded one of its stages.
+            Some(lost_at) if lost_at >= first_seen => {
+                if now.duration_since((*moved).max(lost_at)) >= self.stall {
+                    Verdict::Stalled
+                } else {
+                    Verdict::Fine
+                }
+            }
+            _ => Verdict::Fine,
+        }
     }
 }
 
@@ -293,7 +340,7 @@ impl Watcher {
 
     async fn poll(&mut self, last: bool) {
         if let Some(executors) = self.get::<Vec<Executor>>("/executors").await {
-            self.guard.executors(executors.len());
+            self.guard.executors(executors.len(), Instant::now());
         }
         let Some(jobs) = self.get::<Vec<Job>>("/jobs").await else {
             return;
@@ -310,17 +357,17 @@ impl Watcher {
                 num_stages: job.num_stages,
                 ..Done::default()
             };
+            let mut running = 0;
             if let Some(stages) = self
                 .get::<Stages>(&format!("/job/{}/stages", job.job_id))
                 .await
             {
                 for task in stages.stages.iter().flat_map(|s| &s.tasks) {
                     done.num_tasks += 1;
-                    if task
-                        .as_ref()
-                        .is_some_and(|t| t.status.as_str() == Some("Successful"))
-                    {
-                        done.tasks += 1;
+                    match task.as_ref().and_then(|t| t.status.as_str()) {
+                        Some("Successful") => done.tasks += 1,
+                        Some("Running") => running += 1,
+                        _ => {}
                     }
                 }
             }
@@ -335,17 +382,37 @@ impl Watcher {
                     self.stages.trip(runaway);
                 }
             }
-            if !ended && !last && self.guard.stalled(&job.job_id, changed, Instant::now()) {
-                warn!(
-                    job = %job.job_id,
-                    "cluster job {} has made no progress for {} s since an executor left the \
-                     cluster ({done}): cancelling it to submit it again",
-                    job.job_id,
-                    self.guard.stall.as_secs()
-                );
+            let verdict = if ended || last {
+                Verdict::Fine
+            } else {
+                self.guard
+                    .verdict(&job.job_id, changed, running, Instant::now())
+            };
+            if verdict != Verdict::Fine {
+                let stall = self.guard.stall.as_secs();
+                if verdict == Verdict::Stalled {
+                    warn!(
+                        job = %job.job_id,
+                        "cluster job {} has had no running task and no progress for {stall} s \
+                         since an executor left the cluster ({done}): cancelling it to submit \
+                         it again",
+                        job.job_id,
+                    );
+                } else {
+                    warn!(
+                        job = %job.job_id,
+                        "no executor has been alive on the cluster for {stall} s: cancelling \
+                         cluster job {} ({done})",
+                        job.job_id,
+                    );
+                }
                 if self.cancel(&job.job_id).await {
                     self.guard.cancelled.insert(job.job_id.clone());
-                    self.guard.rescues.fetch_add(1, Ordering::SeqCst);
+                    let counter = match verdict {
+                        Verdict::Stalled => &self.guard.rescues.stalled,
+                        _ => &self.guard.rescues.stranded,
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
                 }
             }
             if last || !changed {
@@ -404,28 +471,87 @@ fn new_bar() -> ProgressBar {
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_a_job_stalled_after_an_executor_loss_is_cancelled() {
-        let mut guard = StallGuard {
+    fn guard() -> StallGuard {
+        StallGuard {
             stall: Duration::from_secs(30),
             ..StallGuard::default()
-        };
+        }
+    }
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn only_a_job_without_running_tasks_stalled_after_an_executor_loss_is_cancelled() {
+        let mut guard = guard();
         let t0 = Instant::now();
-        guard.executors(2);
-        assert!(!guard.stalled("a", true, t0));
+        guard.executors(2, t0);
+        assert_eq!(guard.verdict("a", true, 1, t0), Verdict::Fine);
         // No loss: a long task is never a stall.
-        assert!(!guard.stalled("a", false, t0 + Duration::from_secs(600)));
-        guard.executors(1);
-        let lost = guard.lost_at.unwrap();
-        assert!(!guard.stalled("a", false, lost + Duration::from_secs(29)));
-        assert!(!guard.stalled("a", true, lost + Duration::from_secs(31)));
-        assert!(!guard.stalled("a", false, lost + Duration::from_secs(60)));
-        assert!(guard.stalled("a", false, lost + Duration::from_secs(62)));
+        assert_eq!(guard.verdict("a", false, 0, t0 + S(600)), Verdict::Fine);
+        let lost = t0 + S(601);
+        guard.executors(1, lost);
+        assert_eq!(guard.verdict("a", false, 0, lost + S(29)), Verdict::Fine);
+        assert_eq!(guard.verdict("a", true, 0, lost + S(31)), Verdict::Fine);
+        assert_eq!(guard.verdict("a", false, 0, lost + S(60)), Verdict::Fine);
+        assert_eq!(guard.verdict("a", false, 0, lost + S(62)), Verdict::Stalled);
         guard.cancelled.insert("a".into());
-        assert!(!guard.stalled("a", false, lost + Duration::from_secs(90)));
-        // The lost executor came back (or another replaced it): no more stalls.
-        guard.executors(2);
-        assert!(!guard.stalled("b", false, lost + Duration::from_secs(600)));
+        assert_eq!(guard.verdict("a", false, 0, lost + S(90)), Verdict::Fine);
+    }
+
+    #[test]
+    fn a_running_task_is_never_a_stall_however_long() {
+        let mut guard = guard();
+        let t0 = Instant::now();
+        guard.executors(2, t0);
+        guard.verdict("a", true, 2, t0);
+        guard.executors(1, t0 + S(1));
+        for minute in 1..60 {
+            assert_eq!(
+                guard.verdict("a", false, 1, t0 + S(60 * minute)),
+                Verdict::Fine
+            );
+        }
+    }
+
+    #[test]
+    fn an_executor_gone_for_good_before_a_job_started_never_stalls_it() {
+        // Issue 23: `lost_at` stayed set until the executor count was back at its maximum, so
+        // a later, healthy job whose tasks outlasted the stall time was cancelled.
+        let mut guard = guard();
+        let t0 = Instant::now();
+        guard.executors(2, t0);
+        guard.executors(1, t0 + S(5));
+        let start = t0 + S(10);
+        guard.verdict("b", true, 0, start);
+        assert_eq!(guard.verdict("b", false, 0, start + S(600)), Verdict::Fine);
+        // A second loss while it runs does count.
+        guard.executors(0, start + S(700));
+        guard.executors(1, start + S(701));
+        guard.executors(0, start + S(702));
+        guard.executors(1, start + S(703));
+        assert_eq!(guard.verdict("b", false, 0, start + S(720)), Verdict::Fine);
+        // (the loss at 702 s; the job last moved before it)
+        assert_eq!(
+            guard.verdict("b", false, 0, start + S(733)),
+            Verdict::Stalled
+        );
+    }
+
+    #[test]
+    fn no_executor_alive_for_the_stall_time_strands_the_job() {
+        let mut guard = guard();
+        let t0 = Instant::now();
+        guard.executors(2, t0);
+        guard.verdict("a", true, 2, t0);
+        guard.executors(0, t0 + S(10));
+        assert_eq!(guard.verdict("a", false, 0, t0 + S(39)), Verdict::Fine);
+        assert_eq!(guard.verdict("a", false, 0, t0 + S(41)), Verdict::Stranded);
+        // One came back in time: not stranded.
+        let mut guard = self::guard();
+        guard.executors(0, t0);
+        guard.verdict("c", true, 0, t0);
+        guard.executors(1, t0 + S(20));
+        assert_eq!(guard.verdict("c", true, 1, t0 + S(45)), Verdict::Fine);
     }
 
     #[test]

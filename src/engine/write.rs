@@ -124,6 +124,41 @@ impl WriteTarget {
     }
 }
 
+/// Whether a write's rows are hash-repartitioned on the table's partition columns first, so
+/// each Hive partition (a month) is written by one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteShuffle {
+    /// Shuffle only on a cluster with more than [`MAX_WRITERS_PER_PARTITION`] partitions per
+    /// stage: below that, each task writes every month it sees, as in one process.
+    #[default]
+    Auto,
+    /// Always shuffle on a cluster: one task, so fewer and larger files, per month.
+    Always,
+    /// Never shuffle: each task writes every month it sees (at most one file per task and
+    /// month, until a file reaches the target size).
+    Never,
+}
+
+/// The most tasks that write one month without a shuffle ([`WriteShuffle::Auto`]): a month
+/// then gets at most this many files per target size. Measured on a loopback cluster of 4
+/// partitions (benches/README.md), the (year, month) shuffle cost more than the whole rest of
+/// the cluster's overhead: it moves every row once more, and hashing a few dozen months onto a
+/// few tasks leaves some tasks with twice the rows of others (with 6 months on 2 tasks, one
+/// wrote every row).
+pub const MAX_WRITERS_PER_PARTITION: usize = 8;
+
+impl WriteShuffle {
+    /// Whether a write on a cluster (`on_cluster`) of `partitions` per stage shuffles.
+    pub fn applies(self, on_cluster: bool, partitions: usize) -> bool {
+        on_cluster
+            && match self {
+                WriteShuffle::Always => true,
+                WriteShuffle::Never => false,
+                WriteShuffle::Auto => partitions > MAX_WRITERS_PER_PARTITION,
+            }
+    }
+}
+
 /// The logical node: write the input's rows as data files of `target`.
 #[derive(Debug, Clone)]
 pub struct WriteNode {

@@ -16,7 +16,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::JobError;
 use crate::engine::broadcast::Broadcast;
 use crate::engine::tally::Tally;
-use crate::engine::write::{WriteNode, WriteTarget, Written};
+use crate::engine::write::{WriteNode, WriteShuffle, WriteTarget, Written};
 use crate::engine::Engine;
 use crate::report::NormalizeReport;
 use crate::storage::staged::{self, Replace};
@@ -81,6 +81,8 @@ pub struct NormalizeOptions {
     pub column_suffix: String,
     /// Recompute only these months (inclusive); `None` recomputes the whole table.
     pub months: Option<(YearMonth, YearMonth)>,
+    /// Whether the write shuffles rows by month first (on a cluster).
+    pub write_shuffle: WriteShuffle,
 }
 
 impl Default for NormalizeOptions {
@@ -91,6 +93,7 @@ impl Default for NormalizeOptions {
             strict: false,
             column_suffix: "sgd".to_string(),
             months: None,
+            write_shuffle: WriteShuffle::Auto,
         }
     }
 }
@@ -283,7 +286,9 @@ async fn convert_and_commit(
         lake,
         Table::Processed,
         Some(options.column_suffix.clone()),
-        engine.cluster_address().is_some(),
+        options
+            .write_shuffle
+            .applies(engine.cluster_address().is_some(), engine.partitions()),
     );
     let plan = WriteNode::new(normalized.into_unoptimized_plan(), target)?.into_plan();
     let batches = engine

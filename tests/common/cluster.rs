@@ -130,7 +130,7 @@ impl Cluster {
         }
     }
 
-    fn executor_count(&self) -> usize {
+    pub fn executor_count(&self) -> usize {
         self.http_get("/api/executors")
             .map(|body| body.matches("\"id\"").count())
             .unwrap_or(0)
@@ -212,6 +212,29 @@ fn log_file(dir: &std::path::Path, name: &str) -> Stdio {
 }
 
 impl Cluster {
+    /// The tasks executor `n` has received and not finished, by Ballista's task ids
+    /// (`TID job/stage.attempt/partition.attempt`), from its own log.
+    pub fn unfinished_tasks(&self, n: usize) -> Vec<String> {
+        let log = std::fs::read_to_string(self.work.path().join(format!("executor-{n}.log")))
+            .unwrap_or_default();
+        let tid = |line: &str| {
+            line.split("[TID ")
+                .nth(1)
+                .and_then(|rest| rest.split(']').next())
+                .map(str::to_string)
+        };
+        let finished: std::collections::BTreeSet<String> = log
+            .lines()
+            .filter(|l| l.contains("Finished task"))
+            .filter_map(tid)
+            .collect();
+        log.lines()
+            .filter(|l| l.contains("Received task"))
+            .filter_map(tid)
+            .filter(|t| !finished.contains(t))
+            .collect()
+    }
+
     /// The lines of the cluster's logs (scheduler and executors) that contain `text`.
     pub fn log_lines(&self, text: &str) -> Vec<String> {
         let mut lines = Vec::new();
