@@ -140,11 +140,10 @@ pub enum WriteShuffle {
 }
 
 /// The most tasks that write one month without a shuffle ([`WriteShuffle::Auto`]): a month
-/// then gets at most this many files per target size. Measured on a loopback cluster of 4
-/// partitions (benches/README.md), the (year, month) shuffle cost more than the whole rest of
-/// the cluster's overhead: it moves every row once more, and hashing a few dozen months onto a
-/// few tasks leaves some tasks with twice the rows of others (with 6 months on 2 tasks, one
-/// wrote every row).
+/// then gets at most this many files per target size. The (year, month) shuffle moves every
+/// row once more, and hashing a few dozen months onto a few tasks leaves some tasks with far
+/// more rows than others (with 6 months on 2 tasks, one task wrote every row); one process
+/// never shuffles for the same reason.
 pub const MAX_WRITERS_PER_PARTITION: usize = 8;
 
 impl WriteShuffle {
