@@ -176,10 +176,41 @@ pub struct NormalizeReport {
     pub write_tasks: u64,
     pub processed_version: i64,
     pub stage_ms: BTreeMap<&'static str, u64>,
+    /// The input versions this run read.
+    pub transactions_version: i64,
+    pub rates_version: i64,
+    /// `--changed`: nothing changed since the last normalize, and nothing was written.
+    pub up_to_date: bool,
+    /// `--changed`: the months recomputed, each with why (new files, rate days).
+    pub months_recomputed: BTreeMap<String, Vec<String>>,
+    /// `--changed`: why the whole table was recomputed.
+    pub recomputed_because: Option<String>,
 }
 
 impl fmt::Display for NormalizeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.up_to_date {
+            return writeln!(
+                f,
+                "normalize: processed is up to date with transactions v{} and rates v{} (nothing written)",
+                self.transactions_version, self.rates_version
+            );
+        }
+        if let Some(reason) = &self.recomputed_because {
+            writeln!(f, "normalize: the whole table is recomputed: {reason}")?;
+        }
+        if !self.months_recomputed.is_empty() {
+            writeln!(
+                f,
+                "normalize: {} months recomputed (transactions v{}, rates v{}):",
+                self.months_recomputed.len(),
+                self.transactions_version,
+                self.rates_version
+            )?;
+            for (month, why) in &self.months_recomputed {
+                writeln!(f, "  {month}: {}", why.join(", "))?;
+            }
+        }
         writeln!(
             f,
             "normalize: {} rows in, {} rows written to {} partitions (processed v{})",

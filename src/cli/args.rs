@@ -366,6 +366,10 @@ pub(crate) struct NormalizeArgs {
     /// Fail, writing nothing, if any amount has no usable rate.
     #[arg(long, env = "FXPIPE_STRICT")]
     pub(crate) strict: bool,
+    /// Recompute only the months whose transactions or rates changed since the last normalize
+    /// (from the Delta logs); nothing, and no commit, when nothing changed.
+    #[arg(long, env = "FXPIPE_NORMALIZE_CHANGED", conflicts_with_all = ["from", "to"])]
+    pub(crate) changed: bool,
     /// First month to recompute (YYYY-MM); with --to, only those partitions are replaced.
     #[arg(long, env = "FXPIPE_NORMALIZE_FROM", requires = "to")]
     pub(crate) from: Option<YearMonth>,

@@ -4,6 +4,7 @@
 //! and returns a report; none of them prints or knows about the terminal.
 
 pub mod analytics;
+pub mod changes;
 pub mod load;
 pub mod normalize;
 pub mod parse_node;

@@ -4,6 +4,7 @@
 //! Delta commit (the whole table, or exactly the `year/month` partitions of `--from/--to` with
 //! a `replaceWhere`), and counts what was and was not converted.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,14 +14,14 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{cast, col, lit, Expr};
 use tracing::{info, info_span, warn, Instrument};
 
-use super::JobError;
+use super::{changes, JobError};
 use crate::engine::broadcast::Broadcast;
 use crate::engine::tally::Tally;
 use crate::engine::write::{WriteNode, WriteShuffle, WriteTarget, Written};
 use crate::engine::Engine;
 use crate::report::NormalizeReport;
 use crate::storage::staged::{self, Replace};
-use crate::storage::{Lake, Table};
+use crate::storage::{delta, Lake, Table};
 
 const NORMALIZE_SQL: &str = include_str!("../../sql/normalize.sql");
 const RATE_CALENDAR_SQL: &str = include_str!("../../sql/rate_calendar.sql");
@@ -66,6 +67,40 @@ impl YearMonth {
     fn key(self) -> i64 {
         self.year as i64 * 100 + self.month as i64
     }
+
+    /// Its first day, and the first day of the next month.
+    fn days(self) -> (chrono::NaiveDate, chrono::NaiveDate) {
+        let first = chrono::NaiveDate::from_ymd_opt(self.year, self.month, 1).unwrap_or_default();
+        let next = if self.month == 12 {
+            chrono::NaiveDate::from_ymd_opt(self.year + 1, 1, 1)
+        } else {
+            chrono::NaiveDate::from_ymd_opt(self.year, self.month + 1, 1)
+        };
+        (first, next.unwrap_or_default())
+    }
+}
+
+impl std::fmt::Display for YearMonth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{:02}", self.year, self.month)
+    }
+}
+
+/// The transactions of `months`, by `date` itself (so Parquet statistics skip the rest).
+fn dated_in(months: &BTreeSet<YearMonth>) -> Option<Expr> {
+    months
+        .iter()
+        .map(|month| {
+            let (first, next) = month.days();
+            col("date")
+                .gt_eq(lit(ScalarValue::Date32(Some(days_since_epoch(first)))))
+                .and(col("date").lt(lit(ScalarValue::Date32(Some(days_since_epoch(next))))))
+        })
+        .reduce(Expr::or)
+}
+
+fn days_since_epoch(day: chrono::NaiveDate) -> i32 {
+    (day - chrono::NaiveDate::default()).num_days() as i32
 }
 
 /// What to normalize and how.
@@ -83,6 +118,17 @@ pub struct NormalizeOptions {
     pub months: Option<(YearMonth, YearMonth)>,
     /// Whether the write shuffles rows by month first (on a cluster).
     pub write_shuffle: WriteShuffle,
+    /// Recompute only the months whose inputs changed since the last normalize (see
+    /// [`super::changes`]); nothing at all when nothing changed.
+    pub changed: bool,
+}
+
+/// Which rows a run recomputes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Selection {
+    Whole,
+    Range(YearMonth, YearMonth),
+    Months(BTreeSet<YearMonth>),
 }
 
 impl Default for NormalizeOptions {
@@ -94,6 +140,7 @@ impl Default for NormalizeOptions {
             column_suffix: "sgd".to_string(),
             months: None,
             write_shuffle: WriteShuffle::Auto,
+            changed: false,
         }
     }
 }
@@ -178,22 +225,70 @@ pub async fn normalize(
             options.max_rate_age_days
         )));
     }
-    if options.months.is_some() {
+    let Some(rates_log) = delta::open(lake, Table::Rates).await? else {
+        return Err(JobError::MissingTable("rates", "run `fxpipe ingest` first"));
+    };
+    let recorded = changes::Recorded::now(
+        options,
+        transactions_log.version().unwrap_or_default() as i64,
+        rates_log.version().unwrap_or_default() as i64,
+        &format!("{NORMALIZE_SQL}{RATE_CALENDAR_SQL}"),
+    );
+    report.transactions_version = recorded.transactions_version;
+    report.rates_version = recorded.rates_version;
+    let selection = match options.months {
+        Some((from, to)) => Selection::Range(from, to),
+        None if options.changed => {
+            match changes::plan(engine, lake, &recorded, &transactions_log, &rates_log).await? {
+                changes::Plan::UpToDate => {
+                    report.up_to_date = true;
+                    report.processed_version = processed_version(lake).await?;
+                    info!(
+                        transactions = recorded.transactions_version,
+                        rates = recorded.rates_version,
+                        "processed is up to date"
+                    );
+                    return Ok(report);
+                }
+                changes::Plan::Full(reason) => {
+                    report.recomputed_because = Some(reason);
+                    Selection::Whole
+                }
+                changes::Plan::Months(months) => {
+                    report.months_recomputed = months
+                        .iter()
+                        .map(|(month, why)| (month.to_string(), why.iter().cloned().collect()))
+                        .collect();
+                    Selection::Months(months.into_keys().collect())
+                }
+            }
+        }
+        None => Selection::Whole,
+    };
+    if selection != Selection::Whole {
         check_same_base(engine, lake, options).await?;
     }
 
     let mut transactions = ctx.table("transactions").await?;
-    if let Some((from, to)) = options.months {
-        let date = col("date");
-        transactions = transactions.filter(
-            (datafusion::functions::expr_fn::date_part(lit("year"), date.clone()) * lit(100)
-                + datafusion::functions::expr_fn::date_part(lit("month"), date))
-            .between(lit(from.key()), lit(to.key())),
-        )?;
+    match &selection {
+        Selection::Whole => {}
+        Selection::Range(from, to) => {
+            let date = col("date");
+            transactions = transactions.filter(
+                (datafusion::functions::expr_fn::date_part(lit("year"), date.clone()) * lit(100)
+                    + datafusion::functions::expr_fn::date_part(lit("month"), date))
+                .between(lit(from.key()), lit(to.key())),
+            )?;
+        }
+        Selection::Months(months) => {
+            if let Some(filter) = dated_in(months) {
+                transactions = transactions.filter(filter)?;
+            }
+        }
     }
-    let counted = match options.months {
-        None => counted_in_log(&transactions_log, options).await?,
-        Some(_) => None,
+    let counted = match selection {
+        Selection::Whole => counted_in_log(&transactions_log, options).await?,
+        _ => None,
     };
     let (rows_in, rate_dates) = match counted {
         Some(counted) => {
@@ -211,7 +306,8 @@ pub async fn normalize(
     report
         .stage_ms
         .insert("plan", started.elapsed().as_millis() as u64);
-    let result = convert_and_commit(engine, lake, options, &mut report).await;
+    let result =
+        convert_and_commit(engine, lake, options, &selection, &recorded, &mut report).await;
     calendar.remove(engine).await;
     result?;
     report
@@ -262,6 +358,8 @@ async fn convert_and_commit(
     engine: &Engine,
     lake: &Lake,
     options: &NormalizeOptions,
+    selection: &Selection,
+    recorded: &changes::Recorded,
     report: &mut NormalizeReport,
 ) -> Result<(), JobError> {
     let mut normalized = engine
@@ -269,8 +367,18 @@ async fn convert_and_commit(
         .sql(NORMALIZE_SQL)
         .await?
         .with_param_values(vec![ScalarValue::Utf8(Some(options.base_currency.clone()))])?;
-    if let Some((from, to)) = options.months {
-        normalized = normalized.filter(months_between(from, to))?;
+    match selection {
+        Selection::Range(from, to) => {
+            normalized = normalized.filter(months_between(*from, *to))?;
+        }
+        // On `date` itself, which the optimizer pushes through the joins to the
+        // transactions' scan, where Parquet statistics skip the other months' files.
+        Selection::Months(months) => {
+            if let Some(filter) = dated_in(months) {
+                normalized = normalized.filter(filter)?;
+            }
+        }
+        Selection::Whole => {}
     }
 
     // The write node writes the files in as many tasks as there are partitions (here or on
@@ -325,9 +433,10 @@ async fn convert_and_commit(
         .stage_ms
         .insert("join_and_write", stage.elapsed().as_millis() as u64);
     let commit = Instant::now();
-    let replace = match options.months {
-        Some((from, to)) => months_replaced(from, to),
-        None => Replace::Table,
+    let replace = match selection {
+        Selection::Range(from, to) => months_replaced(*from, *to),
+        Selection::Months(months) => months_set_replaced(months.clone()),
+        Selection::Whole => Replace::Table,
     };
     // A commit that fails leaves its files unreferenced (vacuum removes them): deleting them
     // here could break a commit whose answer was lost but that did land.
@@ -338,6 +447,7 @@ async fn convert_and_commit(
         &written.adds,
         &replace,
         &[(BASE_CURRENCY_PROPERTY, options.base_currency.as_str())],
+        &recorded.info(),
     )
     .instrument(info_span!("commit processed"))
     .await?;
@@ -345,6 +455,36 @@ async fn convert_and_commit(
         .stage_ms
         .insert("commit", commit.elapsed().as_millis() as u64);
     Ok(())
+}
+
+/// Exactly `months` (scattered, not a range) as a replacement.
+fn months_set_replaced(months: BTreeSet<YearMonth>) -> Replace {
+    let predicate = months
+        .iter()
+        .map(|m| format!("(year = {} AND month = {})", m.year, m.month))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let keys: BTreeSet<i64> = months.iter().map(|m| m.key()).collect();
+    let matches = move |values: &std::collections::HashMap<String, Option<String>>| {
+        let number = |name: &str| values.get(name)?.as_deref()?.parse::<i64>().ok();
+        match (number("year"), number("month")) {
+            (Some(year), Some(month)) => keys.contains(&(year * 100 + month)),
+            _ => false,
+        }
+    };
+    Replace::Partitions {
+        predicate,
+        matches: Box::new(matches),
+    }
+}
+
+/// processed's current version (-1 when it has none).
+async fn processed_version(lake: &Lake) -> Result<i64, JobError> {
+    Ok(delta::open(lake, Table::Processed)
+        .await?
+        .and_then(|t| t.version())
+        .map(|v| v as i64)
+        .unwrap_or(-1))
 }
 
 /// The months `from..=to` as a replacement: by partition value, and as SQL for the log.

@@ -348,15 +348,25 @@ impl Lake {
         &self,
         txn: &deltalake::kernel::Transaction,
     ) -> deltalake::kernel::transaction::CommitProperties {
-        let properties = deltalake::kernel::transaction::CommitProperties::default()
-            .with_application_transaction(txn.clone());
-        match self.run.command.get() {
-            Some(command) => properties.with_metadata([(
+        self.commit_properties_with(txn, &[])
+    }
+
+    /// [`Lake::commit_properties`] with more entries for commitInfo (e.g. the versions of the
+    /// inputs a normalize read).
+    pub fn commit_properties_with(
+        &self,
+        txn: &deltalake::kernel::Transaction,
+        info: &[(String, serde_json::Value)],
+    ) -> deltalake::kernel::transaction::CommitProperties {
+        let command = self.run.command.get().map(|command| {
+            (
                 delta::COMMAND_KEY.to_string(),
                 serde_json::Value::String(command.clone()),
-            )]),
-            None => properties,
-        }
+            )
+        });
+        deltalake::kernel::transaction::CommitProperties::default()
+            .with_application_transaction(txn.clone())
+            .with_metadata(command.into_iter().chain(info.iter().cloned()))
     }
 
     /// The application transaction for this run's next commit (unique within the run).

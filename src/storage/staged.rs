@@ -479,7 +479,7 @@ pub async fn commit_replacing(
         predicate: Some(replacement.predicate),
     };
     let txn = lake.next_transaction();
-    let committed = commit_on(lake, opened, &txn, actions, operation).await;
+    let committed = commit_on(lake, opened, &txn, actions, operation, &[]).await;
     let version = match committed {
         Ok(version) => version,
         // Unknown (the log cannot be read): an error that is no conflict, so nothing is
@@ -503,9 +503,10 @@ async fn commit_on(
     txn: &deltalake::kernel::Transaction,
     actions: Vec<Action>,
     operation: DeltaOperation,
+    info: &[(String, serde_json::Value)],
 ) -> Result<i64, DeltaTableError> {
     let state = opened.snapshot()?;
-    let committed = CommitBuilder::from(lake.commit_properties(txn))
+    let committed = CommitBuilder::from(lake.commit_properties_with(txn, info))
         .with_actions(actions)
         .build(
             Some(state as &dyn TableReference),
@@ -611,6 +612,7 @@ pub async fn commit_written(
     adds: &[Add],
     replace: &Replace,
     invariants: &[(&str, &str)],
+    info: &[(String, serde_json::Value)],
 ) -> Result<i64, StorageError> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
     use deltalake::kernel::MetadataExt;
@@ -666,12 +668,13 @@ pub async fn commit_written(
                 // The table's first version: if another writer created the table meanwhile,
                 // fail and commit again on top of its version (below), instead of letting
                 // delta-rs append this one after it unchecked.
-                let committed =
-                    CommitBuilder::from(lake.commit_properties(&txn).with_max_retries(0))
-                        .with_actions(actions)
-                        .build(None, log_store, operation)
-                        .await
-                        .map(|c| c.version() as i64);
+                let committed = CommitBuilder::from(
+                    lake.commit_properties_with(&txn, info).with_max_retries(0),
+                )
+                .with_actions(actions)
+                .build(None, log_store, operation)
+                .await
+                .map(|c| c.version() as i64);
                 committed
             }
             Some(opened) => {
@@ -742,7 +745,7 @@ pub async fn commit_written(
                     partition_by: None,
                     predicate,
                 };
-                let committed = commit_on(lake, opened, &txn, actions, operation).await;
+                let committed = commit_on(lake, opened, &txn, actions, operation, info).await;
                 committed
             }
         };

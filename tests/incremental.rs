@@ -1,0 +1,171 @@
+//! `normalize --changed` (issue 24): only the months whose inputs changed since the last
+//! normalize are recomputed, found from the Delta logs, and the result equals a full normalize
+//! row for row.
+
+mod common;
+
+use common::{golden_dir, golden_lake, Lake};
+
+const ALL_ROWS: &str = "SELECT * FROM processed ORDER BY source_file, source_line";
+
+fn rows(lake: &Lake) -> String {
+    lake.run(&["sql", ALL_ROWS, "--format", "csv"])
+}
+
+/// The months the last normalize recomputed, from its report.
+fn recomputed(lake: &Lake) -> Vec<String> {
+    let report = lake.latest_report("normalize");
+    report["months_recomputed"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `normalize --changed`, then a full normalize: the two must give the same rows.
+fn changed_equals_full(lake: &Lake) -> String {
+    let said = lake.run(&["normalize", "--changed"]);
+    let incremental = rows(lake);
+    let report = lake.latest_report("normalize");
+    lake.run(&["normalize"]);
+    assert_eq!(
+        incremental,
+        rows(lake),
+        "--changed differs from a full normalize"
+    );
+    // The report of the --changed run, for the caller's checks.
+    std::fs::write(lake.file("changed-report.json"), report.to_string()).unwrap();
+    said
+}
+
+const LATER_EXPORT: &str = "account_no,date,transaction_details,chq_no,value_date,withdrawal_amt,withdrawal_currency,deposit_amt,deposit_currency,balance_amt
+409000611074',15-Aug-17,August rent,,15-Aug-17,500,INR,,,
+409000611074',20-Sep-17,September rent,,20-Sep-17,500,INR,,,
+";
+
+#[test]
+fn changed_recomputes_exactly_the_months_whose_inputs_changed() {
+    let lake = golden_lake();
+    let versions = lake.commits("banktxn/processed");
+
+    // Nothing new: no commit, said so.
+    let said = lake.run(&["normalize", "--changed"]);
+    assert!(
+        said.contains("processed is up to date with transactions v"),
+        "{said}"
+    );
+    assert_eq!(lake.commits("banktxn/processed"), versions);
+
+    // New exports in August and September: those two months only.
+    let export = lake.file("later.csv");
+    std::fs::write(&export, LATER_EXPORT).unwrap();
+    lake.run(&["load", export.to_str().unwrap()]);
+    let before = lake.commits("banktxn/processed");
+    changed_equals_full(&lake);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lake.file("changed-report.json")).unwrap()).unwrap();
+    let months: Vec<&str> = report["months_recomputed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(months, ["2017-08", "2017-09"], "{report}");
+    assert_eq!(
+        report["partitions_written"],
+        serde_json::json!(["year=2017/month=8", "year=2017/month=9"]),
+        "{report}"
+    );
+    // One commit for the --changed run, one for the full one.
+    assert_eq!(lake.commits("banktxn/processed"), before + 2);
+
+    // A late rate for 2017-06-30 (a day the golden rates lack): the transactions valued
+    // 06-30 to 07-03 (max rate age 3) may now use it, so June and July, not August.
+    let late = lake.file("late-rates");
+    std::fs::create_dir_all(late.join("historical")).unwrap();
+    let body = std::fs::read_to_string(golden_dir().join("rates/historical/2017-06-29.json"))
+        .unwrap()
+        .replace("\"INR\": 63.0", "\"INR\": 64.5")
+        .replace("1498780799", "1498867199");
+    std::fs::write(late.join("historical/2017-06-30.json"), body).unwrap();
+    let inr_row = "SELECT CAST(withdrawal_sgd_amt AS VARCHAR) FROM processed \
+                   WHERE transaction_details = 'INR as-of the day before'";
+    let fallback = lake.run(&["sql", inr_row, "--format", "csv"]);
+    let source = format!("file://{}", late.display());
+    lake.run(&[
+        "ingest",
+        "--source",
+        &source,
+        "--from",
+        "2017-06-30",
+        "--to",
+        "2017-06-30",
+    ]);
+    changed_equals_full(&lake);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lake.file("changed-report.json")).unwrap()).unwrap();
+    let months: Vec<&str> = report["months_recomputed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(months, ["2017-06", "2017-07"], "{report}");
+    assert!(
+        report["months_recomputed"]["2017-06"][0]
+            .as_str()
+            .unwrap()
+            .contains("rates of 2017-06-30"),
+        "{report}"
+    );
+    assert_ne!(
+        lake.run(&["sql", inr_row, "--format", "csv"]),
+        fallback,
+        "the late rate did not replace the fallback"
+    );
+
+    // The same file loaded again with changed content: its months.
+    std::fs::write(
+        &export,
+        LATER_EXPORT.replace("August rent,,15-Aug-17,500", "August rent,,15-Aug-17,550"),
+    )
+    .unwrap();
+    lake.run(&["load", export.to_str().unwrap()]);
+    changed_equals_full(&lake);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lake.file("changed-report.json")).unwrap()).unwrap();
+    let months: Vec<&str> = report["months_recomputed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(months, ["2017-08", "2017-09"], "{report}");
+
+    // Another maximum rate age: the whole table, said as such.
+    let said = lake.run(&["normalize", "--changed", "--max-rate-age", "5"]);
+    assert!(
+        said.contains("the whole table is recomputed: the maximum rate age changed"),
+        "{said}"
+    );
+    assert!(recomputed(&lake).is_empty());
+    // ... and then nothing again.
+    let versions = lake.commits("banktxn/processed");
+    let said = lake.run(&["normalize", "--changed", "--max-rate-age", "5"]);
+    assert!(said.contains("up to date"), "{said}");
+    assert_eq!(lake.commits("banktxn/processed"), versions);
+}
+
+#[test]
+fn changed_on_a_lake_without_a_recorded_normalize_rewrites_everything() {
+    let lake = Lake::new();
+    common::ingest_golden_rates(&lake, "2017-07-02");
+    let csv = golden_dir().join("transactions.csv");
+    lake.run(&["load", csv.to_str().unwrap()]);
+    let said = lake.run(&["normalize", "--changed"]);
+    assert!(
+        said.contains("the whole table is recomputed: no earlier normalize recorded what it read"),
+        "{said}"
+    );
+    let golden = golden_lake();
+    assert_eq!(rows(&lake), rows(&golden));
+}
