@@ -53,6 +53,21 @@ impl FileLoad {
 
     /// `orphans_removed`: rows a failed earlier load of the same path had left without a
     /// `loads` row, removed so the content is not counted twice.
+    /// A path skipped unread: it looks as it did when it was loaded (size and modification
+    /// time, or ETag).
+    pub fn unchanged(source_file: String, source_hash: String) -> Self {
+        Self {
+            source_file,
+            source_hash,
+            status: "unchanged",
+            same_content_as: None,
+            counts: LoadCounts::default(),
+            rows_replaced: 0,
+            transactions_version: None,
+            elapsed_ms: 0,
+        }
+    }
+
     pub fn skipped(
         source_file: String,
         source_hash: String,
@@ -112,6 +127,14 @@ impl fmt::Display for LoadReport {
             writeln!(f, "  rejected {reason}: {n}")?;
         }
         for file in &self.files {
+            if file.status == "unchanged" {
+                writeln!(
+                    f,
+                    "  {}: skipped unread, unchanged since it was loaded (size and modification time or ETag; --verify reads it)",
+                    file.source_file
+                )?;
+                continue;
+            }
             match &file.same_content_as {
                 Some(earlier) => {
                     write!(

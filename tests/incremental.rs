@@ -169,3 +169,165 @@ fn changed_on_a_lake_without_a_recorded_normalize_rewrites_everything() {
     let golden = golden_lake();
     assert_eq!(rows(&lake), rows(&golden));
 }
+
+/// `n` small exports of one row each, in `dir`.
+fn small_exports(dir: &std::path::Path, n: usize) -> Vec<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("day-{i:04}.csv"));
+            let body = format!(
+                "account_no,date,transaction_details,chq_no,value_date,withdrawal_amt,withdrawal_currency,deposit_amt,deposit_currency,balance_amt\n\
+                 409000611074',29-Jun-17,payment {i},,29-Jun-17,{}.00,INR,,,\n",
+                i + 1
+            );
+            std::fs::write(&path, body).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// The number of files a load skipped unread, from its report.
+fn unchanged(lake: &Lake) -> usize {
+    lake.latest_report("load")["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "unchanged")
+        .count()
+}
+
+#[test]
+fn a_load_of_known_files_reads_none_of_them() {
+    use std::os::unix::fs::PermissionsExt;
+    // Every first load is three commits per file (seconds each in a debug build on a busy
+    // machine), so 20 files here.
+    let lake = Lake::new();
+    let dir = lake.file("exports");
+    let files = small_exports(&dir, 20);
+    let pattern = format!("{}/day-*.csv", dir.display());
+    lake.run(&["load", &pattern]);
+    let versions = lake.commits("banktxn/parquet");
+    // A read would show in each file's access time: set it before the modification time
+    // (with relatime, the next read then updates it), after checking that reads do here.
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    let set_accessed = |file: &std::path::Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_accessed(long_ago))
+            .unwrap();
+    };
+    let accessed = |file: &std::path::Path| std::fs::metadata(file).unwrap().accessed().unwrap();
+    let probe = lake.file("probe.csv");
+    std::fs::write(&probe, "x").unwrap();
+    set_accessed(&probe);
+    std::fs::read(&probe).unwrap();
+    let reads_show = accessed(&probe) != long_ago;
+    for file in &files {
+        set_accessed(file);
+    }
+    let said = lake.run(&["load", &pattern]);
+    assert_eq!(unchanged(&lake), 20, "{said}");
+    assert_eq!(lake.commits("banktxn/parquet"), versions);
+    if reads_show {
+        for file in &files {
+            assert_eq!(accessed(file), long_ago, "{} was read", file.display());
+        }
+    } else {
+        eprintln!("this file system does not record reads (noatime): only the report checked");
+    }
+    // Unreadable now (unless root): a load that opened any of them would fail.
+    for file in &files {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let root = std::fs::read(&files[0]).is_ok();
+    lake.run(&["load", &pattern]);
+    assert_eq!(unchanged(&lake), 20);
+    // --verify reads them (and so fails here, unless root): the runs above did not.
+    let verified = lake.try_run(&["load", "--verify", &pattern]);
+    assert_eq!(verified.status.success(), root);
+    // A touched file (same content, new modification time) is read and found the same.
+    for file in &files {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let touched = &files[7];
+    let content = std::fs::read(touched).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    std::fs::write(touched, &content).unwrap();
+    lake.run(&["load", &pattern]);
+    assert_eq!(unchanged(&lake), 19);
+    assert_eq!(lake.commits("banktxn/parquet"), versions);
+    // A changed file of the same size and modification time is not seen without --verify:
+    // the README says so. With it, the new content replaces the path's rows.
+    let changed = &files[9];
+    let modified = std::fs::metadata(changed).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(changed)
+        .unwrap()
+        .replace("10.00", "11.00");
+    std::fs::write(changed, text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(changed)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    lake.run(&["load", &pattern]);
+    assert_eq!(unchanged(&lake), 20);
+    lake.run(&["load", "--verify", &pattern]);
+    assert_eq!(lake.commits("banktxn/parquet"), versions + 1);
+    assert_eq!(
+        lake.scalar("SELECT CAST(withdrawal_amt AS VARCHAR) FROM transactions WHERE transaction_details = 'payment 9'"),
+        "11.0000"
+    );
+}
+
+#[test]
+fn a_load_of_known_objects_gets_none_of_them() {
+    let lake = Lake::s3();
+    // As above: 20 objects, each first loaded in three commits.
+    let n = 20;
+    let body = |i: usize| {
+        format!(
+            "account_no,date,transaction_details,chq_no,value_date,withdrawal_amt,withdrawal_currency,deposit_amt,deposit_currency,balance_amt\n\
+             409000611074',29-Jun-17,payment {i},,29-Jun-17,{}.00,INR,,,\n",
+            i + 1
+        )
+    };
+    for i in 0..n {
+        lake.moto().put(
+            common::BUCKET,
+            &format!("exports/day-{i:04}.csv"),
+            body(i).as_bytes(),
+        );
+    }
+    let all = format!("s3://{}/exports/*.csv", common::BUCKET);
+    lake.run(&["load", &all]);
+    let versions = lake.commits("banktxn/parquet");
+    let proxy = common::proxy::Proxy::start(lake.moto().port);
+    let output = lake
+        .command(&["load", &all])
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(unchanged(&lake), n);
+    assert_eq!(lake.commits("banktxn/parquet"), versions);
+    let gets: Vec<String> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/exports/day-"))
+        .map(|s| s.path)
+        .collect();
+    assert!(
+        gets.is_empty(),
+        "{} exports were read: {:?}",
+        gets.len(),
+        &gets[..gets.len().min(3)]
+    );
+}

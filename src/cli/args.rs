@@ -351,6 +351,10 @@ pub(crate) struct LoadArgs {
     /// would have to guess at, such as 12,50 with `.`, are rejected as bad_amount.
     #[arg(long, env = "FXPIPE_DECIMAL_SEPARATOR", default_value = "auto")]
     pub(crate) decimal_separator: DecimalSeparator,
+    /// Read and hash every file, even one whose size and modification time (ETag on S3) are
+    /// those recorded when it was loaded.
+    #[arg(long, env = "FXPIPE_LOAD_VERIFY")]
+    pub(crate) verify: bool,
 }
 
 #[derive(Debug, Args)]

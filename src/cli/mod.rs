@@ -222,6 +222,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
         Command::Load(args) => {
             let options = LoadOptions {
                 decimal_separator: args.decimal_separator,
+                verify: args.verify,
             };
             let inputs = inputs::resolve(&args.files, &lake, s3).await?;
             jobs::run_load(&engine, &lake, &inputs, &options, quiet).await

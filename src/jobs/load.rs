@@ -5,7 +5,9 @@
 //! `statement.csv` in different folders are two files. Its content is identified by the BLAKE3
 //! hash of the bytes the parser read, computed in the same single read.
 //!
-//! **Idempotency.** Content already loaded under any path is skipped (the report names that
+//! **Idempotency.** A path whose size and modification time (size and ETag on S3) are those
+//! recorded when it was loaded is skipped without being read (`--verify` reads it anyway).
+//! Content already loaded under any path is skipped after its read (the report names that
 //! path); new content at a path replaces that path's rows.
 //!
 //! **Crash repair.** Each table changes in its own commit, so a run can stop between commits.
@@ -50,6 +52,78 @@ use crate::transactions::{loads_schema, rejects_schema};
 pub struct LoadOptions {
     /// How amounts write their decimals (`auto`: by the file's delimiter).
     pub decimal_separator: DecimalSeparator,
+    /// Read and hash every file, even one that looks as it did when it was loaded.
+    pub verify: bool,
+}
+
+/// The stamps of the loaded paths (`loads.source_stamp`), read once per run: a path whose
+/// stamp is unchanged is skipped unread.
+struct Stamps {
+    known: std::collections::HashMap<String, (String, String)>,
+    decimal: &'static str,
+}
+
+impl Stamps {
+    async fn read(engine: &Engine, lake: &Lake, options: &LoadOptions) -> Result<Self, JobError> {
+        let decimal = match options.decimal_separator {
+            DecimalSeparator::Auto => "auto",
+            DecimalSeparator::Point => ".",
+            DecimalSeparator::Comma => ",",
+        };
+        let mut known = std::collections::HashMap::new();
+        if options.verify || !engine.register_table(lake, Table::Loads).await? {
+            return Ok(Self { known, decimal });
+        }
+        let loads = engine.ctx().table(Table::Loads.sql_name()).await?;
+        if !loads
+            .schema()
+            .has_column_with_unqualified_name("source_stamp")
+        {
+            return Ok(Self { known, decimal });
+        }
+        let batches = loads
+            .filter(col("source_stamp").is_not_null())?
+            .select_columns(&["source_file", "source_stamp", "source_hash"])?
+            .collect()
+            .await?;
+        for batch in &batches {
+            let text = |i: usize| batch.column(i).as_string_view_or_utf8();
+            let (files, stamps, hashes) = (text(0), text(1), text(2));
+            for row in 0..batch.num_rows() {
+                known.insert(
+                    files[row].clone(),
+                    (stamps[row].clone(), hashes[row].clone()),
+                );
+            }
+        }
+        Ok(Self { known, decimal })
+    }
+
+    /// The stamp to record for `input`, read as this run's options say.
+    async fn of(&self, input: &Input) -> Option<String> {
+        Some(format!("{};decimal={}", input.stamp().await?, self.decimal))
+    }
+
+    /// The recorded hash of `source_file` if `stamp` is still its stamp.
+    fn unchanged(&self, source_file: &str, stamp: Option<&str>) -> Option<String> {
+        let (known, hash) = self.known.get(source_file)?;
+        (Some(known.as_str()) == stamp).then(|| hash.clone())
+    }
+}
+
+/// Column `i` of strings as owned values (Utf8 or Utf8View).
+trait StringColumn {
+    fn as_string_view_or_utf8(&self) -> Vec<String>;
+}
+
+impl StringColumn for ArrayRef {
+    fn as_string_view_or_utf8(&self) -> Vec<String> {
+        let cast = arrow::compute::cast(self, &DataType::Utf8).unwrap_or_else(|_| self.clone());
+        let strings = cast.as_string::<i32>();
+        (0..strings.len())
+            .map(|i| strings.value(i).to_string())
+            .collect()
+    }
 }
 
 /// Loads each file in turn (one set of commits per file). On a cluster the files are parsed
@@ -65,15 +139,28 @@ pub async fn load(
         return load_on_cluster(engine, lake, files, options).await;
     }
     let started = Instant::now();
-    let mut total = 0;
+    let stamps = Stamps::read(engine, lake, options).await?;
+    let mut report = LoadReport::default();
+    let mut todo = Vec::new();
     for input in files {
+        let source_file = identity(input)?;
+        let stamp = stamps.of(input).await;
+        match stamps.unchanged(&source_file, stamp.as_deref()) {
+            Some(hash) => {
+                info!(%source_file, "unchanged since it was loaded, skipping unread");
+                report.add(FileLoad::unchanged(source_file, hash));
+            }
+            None => todo.push((input, stamp)),
+        }
+    }
+    let mut total = 0;
+    for (input, _) in &todo {
         total += input.size().await.unwrap_or(0);
     }
     engine.meter().expect_bytes(total);
-    let mut report = LoadReport::default();
-    for input in files {
+    for (input, stamp) in todo {
         let span = info_span!("load", file = %input.display_path().display());
-        let file = load_file(engine, lake, input, options)
+        let file = load_file(engine, lake, input, options, stamp.as_deref())
             .instrument(span)
             .await?;
         report.add(file);
@@ -94,13 +181,34 @@ async fn load_on_cluster(
     // The bookkeeping (what is loaded, what to replace) reads the lake here, through delta-rs.
     let local = Engine::embedded();
     local.attach(lake);
+    let stamps = Stamps::read(&local, lake, options).await?;
+    let mut report = LoadReport::default();
     let mut identities = Vec::new();
+    let mut todo = Vec::new();
+    let mut stamped = Vec::new();
     for input in files {
-        identities.push(identity(input)?);
+        let source_file = identity(input)?;
+        let stamp = stamps.of(input).await;
+        match stamps.unchanged(&source_file, stamp.as_deref()) {
+            Some(hash) => {
+                info!(%source_file, "unchanged since it was loaded, skipping unread");
+                report.add(FileLoad::unchanged(source_file, hash));
+            }
+            None => {
+                identities.push(source_file);
+                todo.push(input);
+                stamped.push(stamp);
+            }
+        }
+    }
+    if todo.is_empty() {
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
     }
     let spec = ParseSpec {
-        files: files
+        files: todo
             .iter()
+            .copied()
             .zip(&identities)
             .map(|(input, source_file)| ParseFile {
                 // A local file by its canonical path, which every node must see.
@@ -122,25 +230,25 @@ async fn load_on_cluster(
     };
     let batches = cluster
         .collect(ParseNode::new(spec)?.into_plan())
-        .instrument(info_span!("parse on the cluster", files = files.len()))
+        .instrument(info_span!("parse on the cluster", files = todo.len()))
         .await?;
     // The tasks end in any order; the commits follow the command line's.
     let mut outcomes = parse_node::outcomes(&batches)?;
     let mut ordered = Vec::new();
-    for source_file in &identities {
+    for (source_file, stamp) in identities.iter().zip(stamped) {
         let at = outcomes
             .iter()
             .position(|(f, _)| f == source_file)
             .ok_or_else(|| {
                 JobError::Invalid(format!("the cluster returned nothing for {source_file}"))
             })?;
-        ordered.push(outcomes.swap_remove(at));
+        let (file, outcome) = outcomes.swap_remove(at);
+        ordered.push((file, stamp, outcome));
     }
-    let mut report = LoadReport::default();
     let mut pending = ordered.into_iter();
-    while let Some((source_file, outcome)) = pending.next() {
+    while let Some((source_file, stamp, outcome)) = pending.next() {
         let span = info_span!("load", file = %source_file);
-        let committed = commit_outcome(&local, lake, &source_file, outcome)
+        let committed = commit_outcome(&local, lake, &source_file, stamp.as_deref(), outcome)
             .instrument(span)
             .await;
         match committed {
@@ -150,7 +258,7 @@ async fn load_on_cluster(
             }
             Err(error) => {
                 // The later files were staged too, and will never be committed.
-                for (later, outcome) in pending {
+                for (later, _, outcome) in pending {
                     let Ok(parsed) = outcome else { continue };
                     for (table, adds) in [
                         (Table::Transactions, parsed.rows),
@@ -175,6 +283,7 @@ async fn commit_outcome(
     local: &Engine,
     lake: &Lake,
     source_file: &str,
+    stamp: Option<&str>,
     outcome: super::parse_node::Outcome,
 ) -> Result<FileLoad, JobError> {
     // The error is the one a local load of the file gives (file, line, field).
@@ -198,7 +307,7 @@ async fn commit_outcome(
         counts: parsed.counts,
         content: parsed.content,
     };
-    commit_or_discard(local, lake, source_file, &tables, parsed).await
+    commit_or_discard(local, lake, source_file, stamp, &tables, parsed).await
 }
 
 /// The identity of an input: `s3://bucket/key` for an object; for a local file its absolute
@@ -241,6 +350,7 @@ async fn load_file(
     lake: &Lake,
     input: &Input,
     options: &LoadOptions,
+    stamp: Option<&str>,
 ) -> Result<FileLoad, JobError> {
     let started = Instant::now();
     let source_file = identity(input)?;
@@ -271,7 +381,7 @@ async fn load_file(
     ];
     let [rows_writer, rejects_writer] = writers;
     let parsed = parse_and_stage(reader, hasher, rows_writer, rejects_writer).await?;
-    let mut file = commit_or_discard(engine, lake, &source_file, &tables, parsed).await?;
+    let mut file = commit_or_discard(engine, lake, &source_file, stamp, &tables, parsed).await?;
     file.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(file)
 }
@@ -282,12 +392,22 @@ async fn commit_or_discard(
     engine: &Engine,
     lake: &Lake,
     source_file: &str,
+    stamp: Option<&str>,
     tables: &[DeltaTable; 2],
     parsed: Parsed,
 ) -> Result<FileLoad, JobError> {
     let discarders = [parsed.rows.discarder(), parsed.rejects.discarder()];
     let mut committed = 0;
-    let outcome = commit_file(engine, lake, source_file, tables, parsed, &mut committed).await;
+    let outcome = commit_file(
+        engine,
+        lake,
+        source_file,
+        stamp,
+        tables,
+        parsed,
+        &mut committed,
+    )
+    .await;
     // A commit whose outcome is unknown may have landed: its files stay (for vacuum).
     if outcome.as_ref().is_err_and(|e| !e.outcome_unknown()) {
         for discarder in discarders.into_iter().skip(committed) {
@@ -305,6 +425,7 @@ async fn commit_file(
     engine: &Engine,
     lake: &Lake,
     source_file: &str,
+    stamp: Option<&str>,
     tables: &[DeltaTable; 2],
     parsed: Parsed,
     committed: &mut usize,
@@ -339,6 +460,12 @@ async fn commit_file(
         rows.discard().await?;
         rejects.discard().await?;
         *committed = 2;
+        // The same path, touched but unchanged: its new stamp, so the next run skips it unread.
+        if earlier == source_file && had_loads_row {
+            if let Some(stamp) = stamp {
+                restamp_loads_row(engine, lake, source_file, stamp).await?;
+            }
+        }
         // Rows a failed earlier load of this path left without a loads row would otherwise
         // be counted beside the same content under `earlier`.
         let mut orphans = 0;
@@ -398,7 +525,7 @@ async fn commit_file(
     .await?;
     *committed = 2;
     faults::after("load:rejects")?;
-    replace_loads_row(engine, lake, source_file, Some((&content, &counts))).await?;
+    replace_loads_row(engine, lake, source_file, Some((&content, &counts, stamp))).await?;
 
     info!(%source_file, rows_read = counts.rows_read, rows_loaded = counts.rows_loaded,
           rows_rejected = counts.rows_rejected, "loaded");
@@ -606,16 +733,47 @@ async fn look_up_loads(
     })
 }
 
+/// Records a new stamp on the path's `loads` row (its content is unchanged).
+async fn restamp_loads_row(
+    engine: &Engine,
+    lake: &Lake,
+    source_file: &str,
+    stamp: &str,
+) -> Result<(), JobError> {
+    let loads = engine.ctx().table(Table::Loads.sql_name()).await?;
+    let mut columns: Vec<datafusion::prelude::Expr> = loads
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != "source_stamp")
+        .map(|f| col(f.name()))
+        .collect();
+    columns.push(lit(stamp).alias("source_stamp"));
+    let plan = loads
+        .filter(col("source_file").eq(lit(source_file)))?
+        .select(columns)?
+        .into_unoptimized_plan();
+    delta::write(
+        lake,
+        Table::Loads,
+        engine.session(),
+        plan,
+        WriteMode::ReplaceWhereMergeSchema(col("source_file").eq(lit(source_file))),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Replaces the path's `loads` row in one commit: with the new content's row, or with none.
 async fn replace_loads_row(
     engine: &Engine,
     lake: &Lake,
     source_file: &str,
-    loaded: Option<(&Content, &LoadCounts)>,
+    loaded: Option<(&Content, &LoadCounts, Option<&str>)>,
 ) -> Result<(), JobError> {
     let ctx = engine.ctx();
     let row = match loaded {
-        Some((content, counts)) => {
+        Some((content, counts, stamp)) => {
             let loaded_at = chrono::Utc::now().timestamp_micros();
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from(vec![source_file.to_string()])),
@@ -625,6 +783,7 @@ async fn replace_loads_row(
                 Arc::new(Int64Array::from(vec![counts.rows_rejected as i64])),
                 Arc::new(TimestampMicrosecondArray::from(vec![loaded_at]).with_timezone("UTC")),
                 Arc::new(StringArray::from(vec![content.decimal_separator.clone()])),
+                Arc::new(StringArray::from(vec![stamp.map(str::to_string)])),
             ];
             RecordBatch::try_new(loads_schema(), columns).map_err(DataFusionError::from)?
         }
@@ -638,7 +797,8 @@ async fn replace_loads_row(
         Table::Loads,
         engine.session(),
         plan,
-        WriteMode::ReplaceWhere(col("source_file").eq(lit(source_file))),
+        // Lakes from before `source_stamp` get the column.
+        WriteMode::ReplaceWhereMergeSchema(col("source_file").eq(lit(source_file))),
     )
     .await?;
     Ok(())

@@ -309,6 +309,7 @@ async fn parse_file(spec: &ParseSpec, file: &ParseFile, runtime: &RuntimeEnv) ->
         .ok_or_else(|| format!("{}: not a readable input on this node", file.source_file))?;
     let options = LoadOptions {
         decimal_separator: spec.decimal_separator.parse()?,
+        ..LoadOptions::default()
     };
     let (reader, hasher) = open_export(&input, &file.source_file, &options, &Default::default())
         .await

@@ -108,6 +108,39 @@ impl Input {
     }
 
     /// The input's size in bytes, for a progress bar; `None` when it cannot be told.
+    /// What the input looks like without reading it: its size and modification time (local,
+    /// to the nanosecond) or its size and ETag (S3; the modification time when the store
+    /// gives no ETag). `None` when it cannot be asked.
+    pub async fn stamp(&self) -> Option<String> {
+        match &self.location {
+            Location::Local(path) => {
+                let metadata = std::fs::metadata(path).ok()?;
+                let modified = metadata
+                    .modified()
+                    .ok()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?;
+                Some(format!(
+                    "size={};mtime={}.{:09}",
+                    metadata.len(),
+                    modified.as_secs(),
+                    modified.subsec_nanos()
+                ))
+            }
+            Location::Object { store, key, .. } => {
+                let meta = store.head(key).await.ok()?;
+                Some(match meta.e_tag {
+                    Some(tag) => format!("size={};etag={tag}", meta.size),
+                    None => format!(
+                        "size={};modified={}",
+                        meta.size,
+                        meta.last_modified.to_rfc3339()
+                    ),
+                })
+            }
+        }
+    }
+
     pub async fn size(&self) -> Option<u64> {
         match &self.location {
             Location::Local(path) => std::fs::metadata(path).ok().map(|m| m.len()),

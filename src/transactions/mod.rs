@@ -64,6 +64,11 @@ pub fn loads_schema() -> SchemaRef {
         // comma decimals and refused ambiguous amounts): with the hash, what makes two
         // loads "the same content" (a re-load with the other mark reads other amounts).
         Field::new("decimal_separator", DataType::Utf8, false),
+        // What the file looked like when it was read, without reading it (size and
+        // modification time, or size and ETag on S3, and the decimal option asked for): a
+        // later load skips the path unread while it still looks the same. Null in rows of
+        // lakes written before fxpipe recorded it.
+        Field::new("source_stamp", DataType::Utf8, true),
     ]))
 }
 
