@@ -331,3 +331,193 @@ fn a_load_of_known_objects_gets_none_of_them() {
         &gets[..gets.len().min(3)]
     );
 }
+
+#[test]
+fn run_does_the_days_work_and_a_second_run_does_nothing() {
+    let lake = Lake::new();
+    let rates = lake.file("rates");
+    let csv = lake.file("txns.csv");
+    lake.run(&[
+        "gen",
+        "rates",
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-03-31",
+        "--out",
+        rates.to_str().unwrap(),
+    ]);
+    lake.run(&[
+        "gen",
+        "transactions",
+        "--rows",
+        "2000",
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-02-28",
+        "--dirty",
+        "0.01",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    let source = format!("file://{}", rates.display());
+    let exports = format!("{}/*.csv", lake.dir.path().display());
+    let first = lake.try_run(&[
+        "run",
+        "--source",
+        &source,
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-02-28",
+        "--inputs",
+        &exports,
+    ]);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    for said in [
+        "run: step 1/3, ingest: 2017-01-01 to 2017-02-28",
+        "run: step 2/3, load: 1 files",
+        "run: step 3/3, normalize --changed: whole table",
+    ] {
+        assert!(stderr.contains(said), "{said} not in:\n{stderr}");
+    }
+    let tables = [
+        "api_response/response",
+        "banktxn/parquet",
+        "banktxn/loads",
+        "banktxn/processed",
+    ];
+    let versions: Vec<usize> = tables.iter().map(|t| lake.commits(t)).collect();
+
+    // Nothing new: every step finds its work done, and nothing is committed.
+    let second = lake.try_run(&[
+        "run",
+        "--source",
+        &source,
+        "--date",
+        "2017-02-28",
+        "--inputs",
+        &exports,
+    ]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("normalize --changed: up to date"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 skipped unread"), "{stderr}");
+    assert_eq!(
+        tables.iter().map(|t| lake.commits(t)).collect::<Vec<_>>(),
+        versions
+    );
+    let run = lake.latest_report("run");
+    assert_eq!(run["normalize"]["up_to_date"], true, "{run}");
+
+    // A new day of exports and rates, and the run stops after its load (as a kill would): the
+    // re-run finishes the work, and the result equals a full normalize.
+    let march = lake.file("march.csv");
+    lake.run(&[
+        "gen",
+        "transactions",
+        "--rows",
+        "300",
+        "--from",
+        "2017-03-01",
+        "--to",
+        "2017-03-31",
+        "--seed",
+        "7",
+        "--out",
+        march.to_str().unwrap(),
+    ]);
+    let stopped = lake
+        .command(&[
+            "run",
+            "--source",
+            &source,
+            "--from",
+            "2017-03-01",
+            "--to",
+            "2017-03-31",
+            "--inputs",
+            &exports,
+        ])
+        .env("FXPIPE_TEST_FAIL_AFTER", "run:load")
+        .output()
+        .unwrap();
+    assert!(!stopped.status.success());
+    let resumed = lake.try_run(&[
+        "run",
+        "--source",
+        &source,
+        "--from",
+        "2017-03-01",
+        "--to",
+        "2017-03-31",
+        "--inputs",
+        &exports,
+    ]);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("2 skipped unread"), "{stderr}");
+    // March's exports, and every month with a transaction valued in March or up to 3 days
+    // later (March's rates reach them: February rows valued in March among them).
+    let expected: Vec<String> = lake
+        .query(
+            "SELECT DISTINCT concat(CAST(date_part('year', date) AS VARCHAR), '-', \
+             lpad(CAST(date_part('month', date) AS VARCHAR), 2, '0')) AS m FROM transactions \
+             WHERE date >= DATE '2017-03-01' OR value_date BETWEEN DATE '2017-03-01' AND DATE '2017-04-03' \
+             ORDER BY m",
+        )
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect();
+    assert!(expected.contains(&"2017-03".to_string()), "{expected:?}");
+    assert_eq!(recomputed(&lake), expected);
+    let incremental = rows(&lake);
+    lake.run(&["normalize"]);
+    assert_eq!(incremental, rows(&lake));
+    assert_eq!(lake.count("transactions") + lake.count("rejects"), 2300);
+}
+
+#[test]
+fn run_names_the_step_that_failed_and_keeps_the_steps_before() {
+    let lake = Lake::new();
+    let rates = lake.file("rates");
+    lake.run(&[
+        "gen",
+        "rates",
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-01-31",
+        "--out",
+        rates.to_str().unwrap(),
+    ]);
+    let source = format!("file://{}", rates.display());
+    let bad = lake.file("not-an-export.csv");
+    std::fs::write(&bad, "hello,world\n1,2\n").unwrap();
+    let output = lake.try_run(&[
+        "run",
+        "--source",
+        &source,
+        "--from",
+        "2017-01-01",
+        "--to",
+        "2017-01-31",
+        "--inputs",
+        bad.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("step 2/3, load, failed"), "{stderr}");
+    assert!(stderr.contains("not-an-export.csv"), "{stderr}");
+    // The rates of step 1 stay committed.
+    assert_eq!(
+        lake.scalar("SELECT count(DISTINCT run_date) FROM rates"),
+        "31"
+    );
+    assert_eq!(lake.latest_report("run")["failed_step"], "load");
+}

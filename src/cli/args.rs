@@ -180,6 +180,9 @@ pub(crate) enum Command {
     Optimize(OptimizeArgs),
     /// Generate sample data and run the whole pipeline on it, printing every report.
     Quickstart(QuickstartArgs),
+    /// The daily job: ingest the missing rate days, load the new exports, normalize what
+    /// changed; one report, and a failure names its step (the steps before it stay committed).
+    Run(RunArgs),
     /// The lake's tables in Athena or the Glue Data Catalog (no crawler); reads the lake only.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -488,6 +491,31 @@ pub(crate) struct OptimizeArgs {
     /// Size to aim for per data file, in MiB.
     #[arg(long, env = "FXPIPE_OPTIMIZE_TARGET_MIB", default_value_t = 128)]
     pub(crate) target_mib: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Rate days to ingest: by default from the day after the last stored one to yesterday
+    /// (UTC; complete days), or as --date / --from / --to say.
+    #[command(flatten)]
+    pub(crate) ingest: IngestArgs,
+    /// Exports to load: paths, s3:// prefixes' globs ('s3://bank/exports/*.csv'); repeatable.
+    /// Known files are skipped unread (see `load`). None: no load step.
+    #[arg(long = "inputs", env = "FXPIPE_RUN_INPUTS", value_delimiter = ',')]
+    pub(crate) inputs: Vec<String>,
+    #[arg(long, env = "FXPIPE_DECIMAL_SEPARATOR", default_value = "auto")]
+    pub(crate) decimal_separator: DecimalSeparator,
+    /// Days back a missing day's rate may come from (normalize's --max-rate-age).
+    #[arg(
+        long,
+        env = "FXPIPE_MAX_RATE_AGE",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RATE_AGE_DAYS))
+    )]
+    pub(crate) max_rate_age: u32,
+    /// Fail the normalize step, writing nothing, if any amount has no usable rate.
+    #[arg(long, env = "FXPIPE_STRICT")]
+    pub(crate) strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -134,21 +134,29 @@ pub(crate) async fn finish_ingest(
     let saved = report::save(lake, "ingest", report).await?;
     write!(print::stdout(), "{report}")?;
     outln!("  report: {saved}")?;
+    match failure_summary(report) {
+        Some(summary) => anyhow::bail!(summary),
+        None => Ok(()),
+    }
+}
+
+/// Why an ingest run counts as failed (a date failed, or it stopped early), if it does.
+pub(crate) fn failure_summary(report: &report::IngestReport) -> Option<String> {
     if let Some(why) = &report.stopped {
-        anyhow::bail!("ingest stopped early: {why}");
+        return Some(format!("ingest stopped early: {why}"));
     }
-    if !report.failures.is_empty() {
-        let dates: Vec<&str> = report.failures.iter().map(|f| f.date.as_str()).collect();
-        anyhow::bail!(
-            "{} of {} dates failed ({}); they are in the rates_errors table, and the next run fetches them again",
-            dates.len(),
-            report.dates_requested - report.dates_skipped,
-            if dates.len() > 10 {
-                format!("{} …", dates[..10].join(", "))
-            } else {
-                dates.join(", ")
-            }
-        );
+    if report.failures.is_empty() {
+        return None;
     }
-    Ok(())
+    let dates: Vec<&str> = report.failures.iter().map(|f| f.date.as_str()).collect();
+    Some(format!(
+        "{} of {} dates failed ({}); they are in the rates_errors table, and the next run fetches them again",
+        dates.len(),
+        report.dates_requested - report.dates_skipped,
+        if dates.len() > 10 {
+            format!("{} …", dates[..10].join(", "))
+        } else {
+            dates.join(", ")
+        }
+    ))
 }

@@ -25,6 +25,7 @@ mod progress;
 mod readonly;
 mod repl;
 mod report_cmd;
+mod run;
 mod statements;
 
 use std::io::Write;
@@ -151,7 +152,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     lake.set_command(command_name(&cli.command));
     let on_cluster = matches!(
         cli.command,
-        Command::Load(_) | Command::Normalize(_) | Command::Sql(_) | Command::Report(_)
+        Command::Load(_)
+            | Command::Normalize(_)
+            | Command::Sql(_)
+            | Command::Report(_)
+            | Command::Run(_)
     );
     let engine = match &cli.cluster {
         Some(address) if on_cluster => {
@@ -201,6 +206,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Vacuum(_) => "vacuum",
         Command::Optimize(_) => "optimize",
         Command::Quickstart(_) => "quickstart",
+        Command::Run(_) => "run",
         Command::Catalog(_) => "catalog",
         Command::Completions(_) => "completions",
         Command::Cluster(_) => "cluster",
@@ -258,6 +264,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
         Command::Vacuum(args) => jobs::vacuum(&lake, &args).await,
         Command::Optimize(args) => jobs::optimize(&engine, &lake, &args).await,
         Command::Quickstart(args) => jobs::quickstart(&engine, &lake, base, &args, quiet).await,
+        Command::Run(args) => run::run(&engine, &lake, args, base, s3, quiet).await,
         Command::Catalog(command) => catalog::run(&lake, command).await,
     }
 }
