@@ -21,20 +21,20 @@ fn recomputed(lake: &Lake) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `normalize --changed`, then a full normalize: the two must give the same rows.
-fn changed_equals_full(lake: &Lake) -> String {
-    let said = lake.run(&["normalize", "--changed"]);
+/// `normalize --changed`, then a full normalize: the two must give the same rows. Returns the
+/// --changed run's report and the months it recomputed.
+fn changed_equals_full(lake: &Lake) -> (serde_json::Value, Vec<String>) {
+    lake.run(&["normalize", "--changed"]);
     let incremental = rows(lake);
     let report = lake.latest_report("normalize");
+    let months = recomputed(lake);
     lake.run(&["normalize"]);
     assert_eq!(
         incremental,
         rows(lake),
         "--changed differs from a full normalize"
     );
-    // The report of the --changed run, for the caller's checks.
-    std::fs::write(lake.file("changed-report.json"), report.to_string()).unwrap();
-    said
+    (report, months)
 }
 
 const LATER_EXPORT: &str = "account_no,date,transaction_details,chq_no,value_date,withdrawal_amt,withdrawal_currency,deposit_amt,deposit_currency,balance_amt
@@ -60,15 +60,7 @@ fn changed_recomputes_exactly_the_months_whose_inputs_changed() {
     std::fs::write(&export, LATER_EXPORT).unwrap();
     lake.run(&["load", export.to_str().unwrap()]);
     let before = lake.commits("banktxn/processed");
-    changed_equals_full(&lake);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lake.file("changed-report.json")).unwrap()).unwrap();
-    let months: Vec<&str> = report["months_recomputed"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let (report, months) = changed_equals_full(&lake);
     assert_eq!(months, ["2017-08", "2017-09"], "{report}");
     assert_eq!(
         report["partitions_written"],
@@ -100,15 +92,7 @@ fn changed_recomputes_exactly_the_months_whose_inputs_changed() {
         "--to",
         "2017-06-30",
     ]);
-    changed_equals_full(&lake);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lake.file("changed-report.json")).unwrap()).unwrap();
-    let months: Vec<&str> = report["months_recomputed"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let (report, months) = changed_equals_full(&lake);
     assert_eq!(months, ["2017-06", "2017-07"], "{report}");
     assert!(
         report["months_recomputed"]["2017-06"][0]
@@ -130,15 +114,7 @@ fn changed_recomputes_exactly_the_months_whose_inputs_changed() {
     )
     .unwrap();
     lake.run(&["load", export.to_str().unwrap()]);
-    changed_equals_full(&lake);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lake.file("changed-report.json")).unwrap()).unwrap();
-    let months: Vec<&str> = report["months_recomputed"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let (report, months) = changed_equals_full(&lake);
     assert_eq!(months, ["2017-08", "2017-09"], "{report}");
 
     // Another maximum rate age: the whole table, said as such.
@@ -363,17 +339,15 @@ fn run_does_the_days_work_and_a_second_run_does_nothing() {
     ]);
     let source = format!("file://{}", rates.display());
     let exports = format!("{}/*.csv", lake.dir.path().display());
-    let first = lake.try_run(&[
-        "run",
-        "--source",
-        &source,
-        "--from",
-        "2017-01-01",
-        "--to",
-        "2017-02-28",
-        "--inputs",
-        &exports,
-    ]);
+    // `fxpipe run` on these rates and exports, for the rate days `days` say.
+    let run = |days: &[&str]| {
+        let mut args = vec!["run", "--source", &source, "--inputs", &exports];
+        args.extend_from_slice(days);
+        lake.command(&args)
+    };
+    let first = run(&["--from", "2017-01-01", "--to", "2017-02-28"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "{stderr}");
     for said in [
@@ -392,15 +366,7 @@ fn run_does_the_days_work_and_a_second_run_does_nothing() {
     let versions: Vec<usize> = tables.iter().map(|t| lake.commits(t)).collect();
 
     // Nothing new: every step finds its work done, and nothing is committed.
-    let second = lake.try_run(&[
-        "run",
-        "--source",
-        &source,
-        "--date",
-        "2017-02-28",
-        "--inputs",
-        &exports,
-    ]);
+    let second = run(&["--date", "2017-02-28"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{stderr}");
     assert!(
@@ -412,8 +378,8 @@ fn run_does_the_days_work_and_a_second_run_does_nothing() {
         tables.iter().map(|t| lake.commits(t)).collect::<Vec<_>>(),
         versions
     );
-    let run = lake.latest_report("run");
-    assert_eq!(run["normalize"]["up_to_date"], true, "{run}");
+    let report = lake.latest_report("run");
+    assert_eq!(report["normalize"]["up_to_date"], true, "{report}");
 
     // A new day of exports and rates, and the run stops after its load (as a kill would): the
     // re-run finishes the work, and the result equals a full normalize.
@@ -432,33 +398,13 @@ fn run_does_the_days_work_and_a_second_run_does_nothing() {
         "--out",
         march.to_str().unwrap(),
     ]);
-    let stopped = lake
-        .command(&[
-            "run",
-            "--source",
-            &source,
-            "--from",
-            "2017-03-01",
-            "--to",
-            "2017-03-31",
-            "--inputs",
-            &exports,
-        ])
+    let march_days = ["--from", "2017-03-01", "--to", "2017-03-31"];
+    let stopped = run(&march_days)
         .env("FXPIPE_TEST_FAIL_AFTER", "run:load")
         .output()
         .unwrap();
     assert!(!stopped.status.success());
-    let resumed = lake.try_run(&[
-        "run",
-        "--source",
-        &source,
-        "--from",
-        "2017-03-01",
-        "--to",
-        "2017-03-31",
-        "--inputs",
-        &exports,
-    ]);
+    let resumed = run(&march_days).output().unwrap();
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
     assert!(stderr.contains("2 skipped unread"), "{stderr}");

@@ -362,17 +362,8 @@ pub(crate) struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct NormalizeArgs {
-    /// Days back a missing day's rate may come from: 0 (the value date's rate only) to 366.
-    #[arg(
-        long,
-        env = "FXPIPE_MAX_RATE_AGE",
-        default_value_t = 3,
-        value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RATE_AGE_DAYS))
-    )]
-    pub(crate) max_rate_age: u32,
-    /// Fail, writing nothing, if any amount has no usable rate.
-    #[arg(long, env = "FXPIPE_STRICT")]
-    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) conversion: ConversionArgs,
     /// Recompute only the months whose transactions or rates changed since the last normalize
     /// (from the Delta logs); nothing, and no commit, when nothing changed.
     #[arg(long, env = "FXPIPE_NORMALIZE_CHANGED", conflicts_with_all = ["from", "to"])]
@@ -505,7 +496,14 @@ pub(crate) struct RunArgs {
     pub(crate) inputs: Vec<String>,
     #[arg(long, env = "FXPIPE_DECIMAL_SEPARATOR", default_value = "auto")]
     pub(crate) decimal_separator: DecimalSeparator,
-    /// Days back a missing day's rate may come from (normalize's --max-rate-age).
+    #[command(flatten)]
+    pub(crate) conversion: ConversionArgs,
+}
+
+/// How normalize converts (shared by `normalize` and `run`).
+#[derive(Debug, Args)]
+pub(crate) struct ConversionArgs {
+    /// Days back a missing day's rate may come from: 0 (the value date's rate only) to 366.
     #[arg(
         long,
         env = "FXPIPE_MAX_RATE_AGE",
@@ -513,7 +511,7 @@ pub(crate) struct RunArgs {
         value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RATE_AGE_DAYS))
     )]
     pub(crate) max_rate_age: u32,
-    /// Fail the normalize step, writing nothing, if any amount has no usable rate.
+    /// Fail, writing nothing, if any amount has no usable rate.
     #[arg(long, env = "FXPIPE_STRICT")]
     pub(crate) strict: bool,
 }

@@ -236,8 +236,8 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
         Command::Normalize(args) => {
             let options = NormalizeOptions {
                 base_currency: base.clone(),
-                max_rate_age_days: args.max_rate_age,
-                strict: args.strict,
+                max_rate_age_days: args.conversion.max_rate_age,
+                strict: args.conversion.strict,
                 column_suffix: if args.columns_follow_base {
                     base.to_ascii_lowercase()
                 } else {

@@ -116,8 +116,8 @@ async fn steps(
     step(3, "normalize --changed", "starting");
     let options = NormalizeOptions {
         base_currency: base.to_string(),
-        max_rate_age_days: args.max_rate_age,
-        strict: args.strict,
+        max_rate_age_days: args.conversion.max_rate_age,
+        strict: args.conversion.strict,
         changed: true,
         ..NormalizeOptions::default()
     };
