@@ -515,15 +515,18 @@ fn emr_create_cluster_and_steps_go_through_the_aws_cli_to_moto() {
         "s3://bank-lake/prod",
     ];
     let args = |rest: &[&str]| serde_json::json!(fxpipe.iter().chain(rest).collect::<Vec<_>>());
+    // The daily job in one step; the rates come from the ingester (no App ID on the cluster).
     assert_eq!(
         seen,
-        vec![
-            (
-                "fxpipe load".to_string(),
-                args(&["load", "s3://bank-lake/exports/2024-*.csv"])
-            ),
-            ("fxpipe normalize".to_string(), args(&["normalize"])),
-        ]
+        vec![(
+            "fxpipe run".to_string(),
+            args(&[
+                "run",
+                "--skip-ingest",
+                "--inputs",
+                "s3://bank-lake/exports/2024-*.csv"
+            ])
+        )]
     );
     for step in &steps {
         assert_eq!(step["Config"]["Jar"], "command-runner.jar");

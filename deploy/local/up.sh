@@ -247,13 +247,11 @@ fxpipe local cluster is up; Ctrl-C stops it.
   logs        $work_dir/logs
 pids: ${pids[*]}
 
-In another shell, the whole job on the cluster with $sample_note.
+In another shell, the daily job (fxpipe run) on the cluster with $sample_note.
 The ingester stores only recent days, and the sample's transactions are from 2017-2018: the
-first line ingests the sample's rates for them.
+run ingests the sample's rates for them, loads the sample and normalizes what changed.
 export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED=true
-$fx ingest --source file://$sample/rates --from 2017-01-01 --to 2018-12-31
-$fx load $sample/transactions.csv
-$fx normalize
+$fx run --source file://$sample/rates --from 2017-01-01 --to 2018-12-31 --inputs $sample/transactions.csv
 $fx report creditworthiness
 ready
 EOF

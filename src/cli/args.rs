@@ -490,6 +490,9 @@ pub(crate) struct RunArgs {
     /// (UTC; complete days), or as --date / --from / --to say.
     #[command(flatten)]
     pub(crate) ingest: IngestArgs,
+    /// No ingest step: the rates come from elsewhere (the ingester sidecar, on EC2).
+    #[arg(long, env = "FXPIPE_RUN_SKIP_INGEST")]
+    pub(crate) skip_ingest: bool,
     /// Exports to load: paths, s3:// prefixes' globs ('s3://bank/exports/*.csv'); repeatable.
     /// Known files are skipped unread (see `load`). None: no load step.
     #[arg(long = "inputs", env = "FXPIPE_RUN_INPUTS", value_delimiter = ',')]

@@ -164,6 +164,10 @@ async fn ingest_step(
     quiet: bool,
     report: &mut RunReport,
 ) -> anyhow::Result<()> {
+    if args.skip_ingest {
+        report.rate_days = "skipped (--skip-ingest)".to_string();
+        return Ok(());
+    }
     let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
     let (from, to) = match (args.ingest.date, args.ingest.from) {
         (Some(date), _) => (date, date),
