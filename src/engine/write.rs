@@ -143,7 +143,9 @@ pub enum WriteShuffle {
 /// then gets at most this many files per target size. The (year, month) shuffle moves every
 /// row once more, and hashing a few dozen months onto a few tasks leaves some tasks with far
 /// more rows than others (with 6 months on 2 tasks, one task wrote every row); one process
-/// never shuffles for the same reason.
+/// never shuffles for the same reason. Measured on a loopback cluster of 4 partitions
+/// (release, 5 years of data): without it normalize took 13.2 s instead of 19.0 s at 10M rows
+/// and 2.6 s instead of 3.2 s at 1M (README, "What the cluster costs").
 pub const MAX_WRITERS_PER_PARTITION: usize = 8;
 
 impl WriteShuffle {
