@@ -87,12 +87,18 @@ impl Stamps {
             .collect()
             .await?;
         for batch in &batches {
-            let text = |i: usize| batch.column(i).as_string_view_or_utf8();
-            let (files, stamps, hashes) = (text(0), text(1), text(2));
+            // Utf8 or Utf8View, as the scan gives them.
+            let text = |i: usize| arrow::compute::cast(batch.column(i), &DataType::Utf8);
+            let (files, stamps, hashes) = (text(0)?, text(1)?, text(2)?);
+            let (files, stamps, hashes) = (
+                files.as_string::<i32>(),
+                stamps.as_string::<i32>(),
+                hashes.as_string::<i32>(),
+            );
             for row in 0..batch.num_rows() {
                 known.insert(
-                    files[row].clone(),
-                    (stamps[row].clone(), hashes[row].clone()),
+                    files.value(row).to_string(),
+                    (stamps.value(row).to_string(), hashes.value(row).to_string()),
                 );
             }
         }
@@ -108,21 +114,6 @@ impl Stamps {
     fn unchanged(&self, source_file: &str, stamp: Option<&str>) -> Option<String> {
         let (known, hash) = self.known.get(source_file)?;
         (Some(known.as_str()) == stamp).then(|| hash.clone())
-    }
-}
-
-/// Column `i` of strings as owned values (Utf8 or Utf8View).
-trait StringColumn {
-    fn as_string_view_or_utf8(&self) -> Vec<String>;
-}
-
-impl StringColumn for ArrayRef {
-    fn as_string_view_or_utf8(&self) -> Vec<String> {
-        let cast = arrow::compute::cast(self, &DataType::Utf8).unwrap_or_else(|_| self.clone());
-        let strings = cast.as_string::<i32>();
-        (0..strings.len())
-            .map(|i| strings.value(i).to_string())
-            .collect()
     }
 }
 
@@ -753,6 +744,19 @@ async fn restamp_loads_row(
         .filter(col("source_file").eq(lit(source_file)))?
         .select(columns)?
         .into_unoptimized_plan();
+    write_loads_row(engine, lake, source_file, plan).await
+}
+
+/// Replaces the path's `loads` row with the rows of `plan` (one or none) in one commit.
+async fn write_loads_row(
+    engine: &Engine,
+    lake: &Lake,
+    source_file: &str,
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<(), JobError> {
+    // A load of another file committing its own row at the same time is no reason to fail:
+    // delta::write plans the write again on the newer version (bounded). Lakes from before
+    // `source_stamp` get the column.
     delta::write(
         lake,
         Table::Loads,
@@ -789,17 +793,6 @@ async fn replace_loads_row(
         }
         None => RecordBatch::new_empty(loads_schema()),
     };
-    // A load of another file committing its own row at the same time is no reason to fail:
-    // delta::write plans the write again on the newer version (bounded).
     let plan = ctx.read_batch(row)?.into_unoptimized_plan();
-    delta::write(
-        lake,
-        Table::Loads,
-        engine.session(),
-        plan,
-        // Lakes from before `source_stamp` get the column.
-        WriteMode::ReplaceWhereMergeSchema(col("source_file").eq(lit(source_file))),
-    )
-    .await?;
-    Ok(())
+    write_loads_row(engine, lake, source_file, plan).await
 }

@@ -213,21 +213,20 @@ pub async fn normalize(
             "run `fxpipe load FILE.csv` first",
         ));
     };
-    if !engine.register_table(lake, Table::Rates).await? {
+    // The version registered for the join is the one recorded: a second open could see an
+    // ingest that committed in between, which the next `--changed` would then miss.
+    let Some(rates_log) = engine.register_table_opened(lake, Table::Rates).await? else {
         return Err(JobError::MissingTable(
             "rates",
             "run `fxpipe ingest --source file://DIR --from D1 --to D2` first",
         ));
-    }
+    };
     if options.max_rate_age_days > MAX_RATE_AGE_DAYS {
         return Err(JobError::Invalid(format!(
             "max rate age {} days is out of range: 0 to {MAX_RATE_AGE_DAYS} days",
             options.max_rate_age_days
         )));
     }
-    let Some(rates_log) = delta::open(lake, Table::Rates).await? else {
-        return Err(JobError::MissingTable("rates", "run `fxpipe ingest` first"));
-    };
     let recorded = changes::Recorded::now(
         options,
         transactions_log.version().unwrap_or_default() as i64,
