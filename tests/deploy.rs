@@ -168,22 +168,147 @@ fn workspace_bin_dir() -> PathBuf {
 
 // ---------------------------------------------------------------------------------------- EC2
 
-const EC2_UNITS: [&str; 3] = [
+const EC2_UNITS: [&str; 4] = [
     "fxpipe-scheduler.service",
     "fxpipe-executor.service",
     "fxpipe-ingest.service",
+    "fxpipe-run.service",
 ];
 
 #[test]
 fn ec2_units_pass_systemd_analyze_verify_and_security() {
-    let units: Vec<(&str, String)> = EC2_UNITS
+    let mut units: Vec<(&str, String)> = EC2_UNITS
         .iter()
         .map(|name| (*name, read(&format!("ec2/{name}"))))
         .collect();
+    units.push(("fxpipe-run.timer", read("ec2/fxpipe-run.timer")));
     verify_units(&units, &workspace_bin_dir());
     for name in EC2_UNITS {
         assert_exposure(&path(&format!("ec2/{name}")));
     }
+}
+
+/// `KEY=value` lines of an EnvironmentFile (comments and blanks skipped).
+fn env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (key, value) = l.split_once('=').unwrap_or_else(|| panic!("{l}"));
+            (key.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// The EC2 timer's unit runs the daily job as written: its ExecStart, its Environment= lines
+/// and the env file's keys, against a real mutual-TLS cluster (the unit's `localhost:50050`
+/// becomes the test cluster's port; the credential directory the client's certificates).
+/// The first run loads and normalizes; the second finds nothing new and commits nothing.
+#[test]
+fn ec2_daily_run_unit_does_the_daily_job_on_a_tls_cluster() {
+    let unit = read("ec2/fxpipe-run.service");
+    let timer = read("ec2/fxpipe-run.timer");
+    assert_eq!(setting(&timer, "Unit"), Some("fxpipe-run.service"));
+    assert_eq!(setting(&timer, "Persistent"), Some("true"));
+    assert_eq!(setting(&unit, "Type"), Some("oneshot"));
+    assert_eq!(setting(&unit, "User"), Some("fxpipe"));
+    assert_eq!(
+        setting(&unit, "EnvironmentFile"),
+        Some("/etc/fxpipe/cluster.env")
+    );
+    // Rates come from the ingester: the App ID stays hidden from this job too.
+    assert_eq!(
+        setting(&unit, "InaccessiblePaths"),
+        Some("-/etc/fxpipe/ingest.env")
+    );
+    let exec = setting(&unit, "ExecStart").unwrap();
+    assert_tls_from_a_credential(&unit, exec);
+    let unit_env: Vec<(String, String)> = settings(&unit, "Environment")
+        .into_iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let cluster_address = unit_env
+        .iter()
+        .find(|(k, _)| k == "FXPIPE_CLUSTER")
+        .map(|(_, v)| v.as_str());
+    // localhost: the name every `fxpipe cluster certs` certificate covers.
+    assert_eq!(cluster_address, Some("df://localhost:50050"));
+    let file_env = env_file(&read("ec2/cluster.env.example"));
+    let inputs = file_env
+        .iter()
+        .find(|(k, _)| k == "FXPIPE_RUN_INPUTS")
+        .map(|(_, v)| v.clone())
+        .expect("cluster.env.example sets FXPIPE_RUN_INPUTS");
+    let allow = file_env
+        .iter()
+        .find(|(k, _)| k == "FXPIPE_ALLOW")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(inputs.starts_with(&allow), "{inputs} is outside {allow}");
+
+    let cluster = common::cluster::Cluster::start_tls(1, &[]);
+    let client_tls = cluster.client_tls().unwrap();
+    let lake = common::Lake::new();
+    common::ingest_golden_rates(&lake, "2017-07-02");
+    let exports = lake.file("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::copy(
+        common::golden_dir().join("transactions.csv"),
+        exports.join("2017-06-30.csv"),
+    )
+    .unwrap();
+    let local_inputs = format!("{}/*.csv", exports.display());
+    let exec = exec.replace("${CREDENTIALS_DIRECTORY}/tls", client_tls.to_str().unwrap());
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    let run = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fxpipe"));
+        // The caller's FXPIPE_*/AWS_* are dropped as in every test run of fxpipe.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().to_string();
+            if name.starts_with("FXPIPE_") || name.starts_with("AWS_") {
+                command.env_remove(name);
+            }
+        }
+        for (key, value) in &file_env {
+            command.env(key, value);
+        }
+        for (key, value) in &unit_env {
+            command.env(key, value);
+        }
+        command
+            .env("FXPIPE_LAKE", lake.location())
+            .env("FXPIPE_RUN_INPUTS", &local_inputs)
+            .env("FXPIPE_CLUSTER", cluster.address())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(&words[1..]);
+        assert_eq!(words[0], "/usr/local/bin/fxpipe");
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{exec}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let first = run();
+    assert!(first.contains("step 2/3, load"), "{first}");
+    let processed = lake.count("processed");
+    assert_eq!(processed, lake.count("transactions"));
+    assert!(processed > 0);
+    let commits = lake.commits("banktxn/processed");
+    let second = run();
+    assert!(
+        second.contains("0 rows loaded, 1 skipped unread"),
+        "{second}"
+    );
+    assert_eq!(lake.commits("banktxn/processed"), commits, "{second}");
+    // The jobs ran on the cluster, not embedded.
+    let jobs = cluster.http_get("/api/jobs").unwrap();
+    assert!(jobs.matches("job_id").count() >= 2, "{jobs}");
 }
 
 #[test]
