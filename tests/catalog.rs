@@ -430,6 +430,48 @@ fn glue_registers_every_table_and_a_rerun_updates_them() {
     }
 }
 
+/// `fxpipe run --glue-database` refreshes the catalog as its fourth step, after the day's
+/// work: every table registered (updated the second day), said on the step's line.
+#[test]
+fn run_with_a_glue_database_registers_the_tables_as_its_last_step() {
+    let lake = golden_lake();
+    let moto = Moto::start();
+    let run = || {
+        lake.command(&["run", "--skip-ingest", "--glue-database", "bank_lake"])
+            .envs(moto.env())
+            .output()
+            .expect("run fxpipe")
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", text(&first));
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("run: step 4/4, catalog: glue database bank_lake (eu-west-1): 6 tables registered, 6 of them new"),
+        "{stderr}"
+    );
+    assert_glue_tables(&lake, &moto, 1);
+    let second = run();
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("6 tables registered, 0 of them new"),
+        "{}",
+        text(&second)
+    );
+    assert_glue_tables(&lake, &moto, 2);
+    // A name Glue would change is refused before any step runs.
+    let bad = lake
+        .command(&["run", "--skip-ingest", "--glue-database", "Bank-Lake"])
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        !String::from_utf8_lossy(&bad.stderr).contains("step 1/4"),
+        "{}",
+        text(&bad)
+    );
+}
+
 #[test]
 fn glue_without_a_region_is_refused() {
     let lake = golden_lake();

@@ -497,6 +497,10 @@ pub(crate) struct RunArgs {
     /// Known files are skipped unread (see `load`). None: no load step.
     #[arg(long = "inputs", env = "FXPIPE_RUN_INPUTS", value_delimiter = ',')]
     pub(crate) inputs: Vec<String>,
+    /// Then register the lake's tables in this Glue database (step 4, as `catalog glue`):
+    /// needed once per new table, harmless daily. Region and credentials from the AWS chain.
+    #[arg(long, env = "FXPIPE_RUN_GLUE_DATABASE", value_name = "DATABASE")]
+    pub(crate) glue_database: Option<String>,
     #[arg(long, env = "FXPIPE_DECIMAL_SEPARATOR", default_value = "auto")]
     pub(crate) decimal_separator: DecimalSeparator,
     #[command(flatten)]

@@ -7,6 +7,7 @@
 use std::io::Write;
 
 use anyhow::Context;
+use fxpipe::catalog::{self, glue, Database};
 use fxpipe::engine::Engine;
 use fxpipe::ingest;
 use fxpipe::jobs::load::{self, LoadOptions};
@@ -27,14 +28,37 @@ struct RunReport {
     ingest: Option<IngestReport>,
     load: Option<LoadReport>,
     normalize: Option<NormalizeReport>,
+    /// The Glue registration, if asked for (`--glue-database`).
+    catalog: Option<String>,
     /// The step that failed, if one did.
     failed_step: Option<&'static str>,
     elapsed_ms: u64,
 }
 
-/// One line per step on standard error, as the step starts and ends.
-fn step(number: usize, name: &str, what: &str) {
-    let _ = writeln!(std::io::stderr(), "run: step {number}/3, {name}: {what}");
+/// The steps of this run, for their progress lines and failure messages: three, or four
+/// with the catalog refresh.
+#[derive(Clone, Copy)]
+struct Steps {
+    total: usize,
+}
+
+impl Steps {
+    /// One line on standard error as step `number` starts and ends.
+    fn line(self, number: usize, name: &str, what: &str) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "run: step {number}/{}, {name}: {what}",
+            self.total
+        );
+    }
+
+    /// The context of step `number`'s failure: which step, and what stays committed.
+    fn failed(self, number: usize, name: &str, kept: &str) -> String {
+        format!(
+            "fxpipe run: step {number}/{}, {name}, failed ({kept})",
+            self.total
+        )
+    }
 }
 
 pub(crate) async fn run(
@@ -62,6 +86,9 @@ pub(crate) async fn run(
     if let Some(report) = &report.normalize {
         write!(print::stdout(), "{report}")?;
     }
+    if let Some(catalog) = &report.catalog {
+        outln!("{catalog}")?;
+    }
     outln!("run: {} ms; report: {saved}", report.elapsed_ms)?;
     outcome
 }
@@ -75,24 +102,29 @@ async fn steps(
     quiet: bool,
     report: &mut RunReport,
 ) -> anyhow::Result<()> {
+    // A database name Glue would refuse fails now, not after the day's work.
+    if let Some(database) = &args.glue_database {
+        Database::new(database)?;
+    }
+    let steps = Steps {
+        total: if args.glue_database.is_some() { 4 } else { 3 },
+    };
     // 1. The rate days not stored yet.
-    step(1, "ingest", "starting");
+    steps.line(1, "ingest", "starting");
     let ingested = ingest_step(engine, lake, args, base, quiet, report)
         .await
-        .context("fxpipe run: step 1/3, ingest, failed (nothing after it ran)");
+        .with_context(|| steps.failed(1, "ingest", "nothing after it ran"));
     if let Err(e) = ingested {
         report.failed_step = Some("ingest");
         return Err(e);
     }
-    step(1, "ingest", &report.rate_days);
+    steps.line(1, "ingest", &report.rate_days);
 
     // 2. The new exports.
-    step(2, "load", "starting");
+    steps.line(2, "load", "starting");
     let loaded = load_step(engine, lake, args, s3, quiet, report)
         .await
-        .context(
-            "fxpipe run: step 2/3, load, failed (the rates ingested before it stay committed)",
-        );
+        .with_context(|| steps.failed(2, "load", "the rates ingested before it stay committed"));
     if let Err(e) = loaded {
         report.failed_step = Some("load");
         return Err(e);
@@ -109,11 +141,56 @@ async fn steps(
         ),
         None => "no inputs given or found".to_string(),
     };
-    step(2, "load", &said);
+    steps.line(2, "load", &said);
     fxpipe::faults::after("run:load")?;
 
     // 3. The months whose inputs changed.
-    step(3, "normalize --changed", "starting");
+    steps.line(3, "normalize --changed", "starting");
+    let normalized = normalize_step(engine, lake, args, base, quiet, report)
+        .await
+        .with_context(|| {
+            steps.failed(
+                3,
+                "normalize",
+                "the rates and files before it stay committed",
+            )
+        });
+    if let Err(e) = normalized {
+        report.failed_step = Some("normalize");
+        return Err(e);
+    }
+    steps.line(3, "normalize --changed", &normalize_said(report));
+
+    // 4. The catalog, if asked for.
+    let Some(database) = &args.glue_database else {
+        return Ok(());
+    };
+    steps.line(4, "catalog", "starting");
+    let registered = catalog_step(lake, database)
+        .await
+        .with_context(|| steps.failed(4, "catalog", "the lake's tables are all committed"));
+    match registered {
+        Ok(said) => {
+            steps.line(4, "catalog", &said);
+            report.catalog = Some(said);
+            Ok(())
+        }
+        Err(e) => {
+            report.failed_step = Some("catalog");
+            Err(e)
+        }
+    }
+}
+
+/// `normalize --changed` with the run's conversion settings.
+async fn normalize_step(
+    engine: &Engine,
+    lake: &Lake,
+    args: &RunArgs,
+    base: &str,
+    quiet: bool,
+    report: &mut RunReport,
+) -> anyhow::Result<()> {
     let options = NormalizeOptions {
         base_currency: base.to_string(),
         max_rate_age_days: args.conversion.max_rate_age,
@@ -127,33 +204,46 @@ async fn steps(
         quiet,
         normalize::normalize(engine, lake, &options),
     )
-    .await
-    .context(
-        "fxpipe run: step 3/3, normalize, failed (the rates and files before it stay committed)",
-    );
-    match normalized {
-        Ok(normalized) => {
-            report::save(lake, "normalize", &normalized).await?;
-            let said = if normalized.up_to_date {
-                "up to date, nothing written".to_string()
-            } else if normalized.months_recomputed.is_empty() {
-                format!("whole table, {} rows", normalized.rows_written)
-            } else {
-                format!(
-                    "{} months, {} rows",
-                    normalized.months_recomputed.len(),
-                    normalized.rows_written
-                )
-            };
-            step(3, "normalize --changed", &said);
-            report.normalize = Some(normalized);
-            Ok(())
+    .await?;
+    report::save(lake, "normalize", &normalized).await?;
+    report.normalize = Some(normalized);
+    Ok(())
+}
+
+/// What the normalize step did, in a few words.
+fn normalize_said(report: &RunReport) -> String {
+    match &report.normalize {
+        Some(n) if n.up_to_date => "up to date, nothing written".to_string(),
+        Some(n) if n.months_recomputed.is_empty() => {
+            format!("whole table, {} rows", n.rows_written)
         }
-        Err(e) => {
-            report.failed_step = Some("normalize");
-            Err(e)
-        }
+        Some(n) => format!(
+            "{} months, {} rows",
+            n.months_recomputed.len(),
+            n.rows_written
+        ),
+        None => "not run".to_string(),
     }
+}
+
+/// Registers (or updates) the lake's tables in the Glue Data Catalog, as `catalog glue` does.
+/// Delta tables carry their own schema and files, so an existing entry needs no partition
+/// refresh; this step matters the day a table first appears.
+async fn catalog_step(lake: &Lake, database: &str) -> anyhow::Result<String> {
+    let database = Database::new(database)?;
+    let tables = catalog::lake_tables(lake).await?;
+    let registered = glue::register(&database, &tables.present).await?;
+    let created = registered
+        .tables
+        .iter()
+        .filter(|(_, _, outcome)| *outcome == glue::Registered::Created)
+        .count();
+    Ok(format!(
+        "glue database {} ({}): {} tables registered, {created} of them new",
+        database.as_str(),
+        registered.region,
+        registered.tables.len()
+    ))
 }
 
 async fn ingest_step(
