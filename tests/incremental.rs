@@ -131,6 +131,84 @@ fn changed_recomputes_exactly_the_months_whose_inputs_changed() {
     assert_eq!(lake.commits("banktxn/processed"), versions);
 }
 
+/// Rows removed from `transactions` (remove actions in its log) rewrite their months: by a
+/// re-load of a file that no longer holds a month, and by another writer's DELETE (deltalake's
+/// Python writer, not fxpipe). A month left with no rows is emptied, not left stale.
+#[test]
+fn removed_rows_rewrite_their_months() {
+    let lake = golden_lake();
+    let export = lake.file("later.csv");
+    std::fs::write(&export, LATER_EXPORT).unwrap();
+    lake.run(&["load", export.to_str().unwrap()]);
+    lake.run(&["normalize", "--changed"]);
+    let august = "SELECT COUNT(*) FROM processed WHERE year = 2017 AND month = 8";
+    assert_eq!(lake.scalar(august), "1");
+
+    // The file re-loaded without its August row.
+    let without_august: String = LATER_EXPORT
+        .lines()
+        .filter(|l| !l.contains("August rent"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&export, without_august).unwrap();
+    lake.run(&["load", export.to_str().unwrap()]);
+    let (report, months) = changed_equals_full(&lake);
+    assert_eq!(months, ["2017-08", "2017-09"], "{report}");
+    assert_eq!(lake.scalar(august), "0");
+
+    // Another writer deletes September's row.
+    let table = lake.path().join("banktxn/parquet");
+    let deleted = common::python_env(
+        "delta_edit.py",
+        &[
+            "delete",
+            table.to_str().unwrap(),
+            "transaction_details = 'September rent'",
+        ],
+        &[],
+    );
+    assert_eq!(deleted.trim(), "1");
+    let (report, months) = changed_equals_full(&lake);
+    assert_eq!(months, ["2017-09"], "{report}");
+    assert_eq!(
+        lake.scalar("SELECT COUNT(*) FROM processed WHERE year = 2017 AND month = 9"),
+        "0"
+    );
+}
+
+/// `normalize --changed` on a Ballista cluster over an S3 lake (moto): the same months, the
+/// same rows as a full normalize in this process, and nothing written when nothing changed.
+#[test]
+fn changed_on_a_cluster_over_s3_equals_a_full_normalize() {
+    let lake = Lake::s3();
+    common::ingest_golden_rates(&lake, "2017-07-02");
+    let cluster = common::cluster::Cluster::start(1, &lake.moto().env());
+    let address = cluster.address();
+    let on = |args: &[&str]| {
+        let mut full = vec!["--cluster", address.as_str()];
+        full.extend_from_slice(args);
+        lake.run(&full)
+    };
+    let csv = golden_dir().join("transactions.csv");
+    on(&["load", csv.to_str().unwrap()]);
+    on(&["normalize", "--changed"]);
+    let versions = lake.commits("banktxn/processed");
+    let said = on(&["normalize", "--changed"]);
+    assert!(said.contains("up to date"), "{said}");
+    assert_eq!(lake.commits("banktxn/processed"), versions);
+
+    let export = lake.file("later.csv");
+    std::fs::write(&export, LATER_EXPORT).unwrap();
+    on(&["load", export.to_str().unwrap()]);
+    on(&["normalize", "--changed"]);
+    assert_eq!(recomputed(&lake), ["2017-08", "2017-09"]);
+    let incremental = rows(&lake);
+    lake.run(&["normalize"]);
+    assert_eq!(incremental, rows(&lake));
+    let jobs = cluster.http_get("/api/jobs").unwrap();
+    assert!(jobs.matches("job_id").count() >= 3, "{jobs}");
+}
+
 #[test]
 fn changed_on_a_lake_without_a_recorded_normalize_rewrites_everything() {
     let lake = Lake::new();
@@ -257,6 +335,37 @@ fn a_load_of_known_files_reads_none_of_them() {
         lake.scalar("SELECT CAST(withdrawal_amt AS VARCHAR) FROM transactions WHERE transaction_details = 'payment 9'"),
         "11.0000"
     );
+}
+
+/// A lake written before `loads` had its `source_stamp` column (the previous release): the
+/// first load reads each file once (found known by its hash) and adds the column; the next
+/// load skips them unread.
+#[test]
+fn a_lake_without_load_stamps_is_upgraded_by_the_next_load() {
+    let lake = Lake::new();
+    let dir = lake.file("exports");
+    let files = small_exports(&dir, 3);
+    let pattern = format!("{}/day-*.csv", dir.display());
+    lake.run(&["load", &pattern]);
+    let loads = lake.path().join("banktxn/loads");
+    common::python_env(
+        "delta_edit.py",
+        &["drop-column", loads.to_str().unwrap(), "source_stamp"],
+        &[],
+    );
+    assert!(!lake
+        .run(&["sql", "SELECT * FROM loads LIMIT 1", "--format", "csv"])
+        .contains("source_stamp"));
+    let transactions = lake.count("transactions");
+    let parquet = lake.commits("banktxn/parquet");
+
+    let said = lake.run(&["load", &pattern]);
+    assert_eq!(unchanged(&lake), 0, "{said}");
+    assert_eq!(lake.count("transactions"), transactions, "{said}");
+    assert_eq!(lake.commits("banktxn/parquet"), parquet, "{said}");
+    let said = lake.run(&["load", &pattern]);
+    assert_eq!(unchanged(&lake), files.len(), "{said}");
+    assert_eq!(lake.count("transactions"), transactions);
 }
 
 #[test]
