@@ -6,7 +6,7 @@
 //! equal what one of their two serial orders leaves (A then B, or B then A), table by table:
 //! rows, distinct keys (no (day, currency) twice in `rates`, no (file, line) twice in
 //! `transactions`, `rejects` or `processed`) and the sums of every amount. Both commands exit 0
-//! (the README's table of concurrent outcomes says so for every pair of this matrix), no
+//! (docs/lake.md#two-commands-at-once: its table of concurrent outcomes covers every pair of this matrix), no
 //! delta-rs text reaches the terminal, and every file any version of any table names is still
 //! there.
 //!

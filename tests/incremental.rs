@@ -314,7 +314,7 @@ fn a_load_of_known_files_reads_none_of_them() {
     assert_eq!(unchanged(&lake), 19);
     assert_eq!(lake.commits("banktxn/parquet"), versions);
     // A changed file of the same size and modification time is not seen without --verify:
-    // the README says so. With it, the new content replaces the path's rows.
+    // docs/lake.md says so. With it, the new content replaces the path's rows.
     let changed = &files[9];
     let modified = std::fs::metadata(changed).unwrap().modified().unwrap();
     let text = std::fs::read_to_string(changed)
