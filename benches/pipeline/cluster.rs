@@ -1,5 +1,6 @@
 //! A loopback Ballista cluster (a scheduler and 2 executors on 127.0.0.1) from the release
-//! binaries beside `fxpipe`, for the benchmark's cluster row.
+//! binaries beside `fxpipe`, for the benchmark's cluster rows. Its nodes may touch only the
+//! benchmark's cache folder (`--allow`), as a deployed node touches only its lake and inputs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,7 +10,21 @@ use std::time::{Duration, Instant};
 
 use super::BIN;
 
-/// A scheduler and 2 executors on 127.0.0.1, from the release binaries beside `fxpipe`.
+/// How many executors, of how many task slots, pinned to which CPUs.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub executors: usize,
+    /// `--vcores` (Ballista's default, the machine's cores, when `None`).
+    pub vcores: Option<usize>,
+    /// `taskset -c` CPU list every executor is pinned to, so the executors' total CPU stays
+    /// the same whatever their number.
+    pub cpus: Option<&'static str>,
+    /// Declare a silent executor lost after 10 s (`--executor-timeout-seconds 10`, checked
+    /// every second), as docs/cluster.md advises for fast recovery, instead of Ballista's 180 s.
+    pub fast_loss_detection: bool,
+}
+
+/// A scheduler and executors on 127.0.0.1, from the release binaries beside `fxpipe`.
 pub struct LoopbackCluster {
     scheduler: Child,
     executors: Vec<Child>,
@@ -25,7 +40,22 @@ fn free_port() -> u16 {
 }
 
 impl LoopbackCluster {
-    pub fn start() -> Option<Self> {
+    /// Starts a scheduler and 2 executors, the nodes allowed to touch `allow` (the lakes and
+    /// inputs) only.
+    pub fn start(allow: &Path) -> Option<Self> {
+        Self::start_shaped(
+            allow,
+            Shape {
+                executors: 2,
+                vcores: None,
+                cpus: None,
+                fast_loss_detection: false,
+            },
+        )
+    }
+
+    /// The same with `shape`'s executors.
+    pub fn start_shaped(allow: &Path, shape: Shape) -> Option<Self> {
         let dir = Path::new(BIN).parent()?;
         let (scheduler, executor) = (dir.join("fxpipe-scheduler"), dir.join("fxpipe-executor"));
         if !scheduler.exists() || !executor.exists() {
@@ -37,7 +67,18 @@ impl LoopbackCluster {
         }
         let port = free_port();
         let work = tempfile::tempdir().expect("cluster work dir");
-        let scheduler = Command::new(scheduler)
+        let allow = allow.to_str().expect("utf-8 path");
+        let mut scheduler = Command::new(scheduler);
+        if shape.fast_loss_detection {
+            scheduler.args([
+                "--executor-timeout-seconds",
+                "10",
+                "--expire-dead-executor-interval-seconds",
+                "1",
+            ]);
+        }
+        let scheduler = scheduler
+            .args(["--allow", allow])
             .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
             .args(["--bind-port", &port.to_string()])
             .stdout(Stdio::null())
@@ -51,10 +92,22 @@ impl LoopbackCluster {
             _work: work,
         };
         cluster.wait_for(|c| c.http_get("/api/version").is_some());
-        for n in 0..2 {
+        for n in 0..shape.executors {
             let dir = cluster._work.path().join(format!("executor-{n}"));
             std::fs::create_dir_all(&dir).expect("executor work dir");
-            let child = Command::new(&executor)
+            let mut command = match shape.cpus {
+                Some(cpus) => {
+                    let mut taskset = Command::new("taskset");
+                    taskset.args(["-c", cpus]).arg(&executor);
+                    taskset
+                }
+                None => Command::new(&executor),
+            };
+            if let Some(vcores) = shape.vcores {
+                command.args(["--vcores", &vcores.to_string()]);
+            }
+            let child = command
+                .args(["--allow", allow])
                 .args(["--scheduler-host", "127.0.0.1"])
                 .args(["--scheduler-port", &port.to_string()])
                 .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
@@ -70,7 +123,7 @@ impl LoopbackCluster {
         }
         cluster.wait_for(|c| {
             c.http_get("/api/executors")
-                .is_some_and(|body| body.matches("\"id\"").count() >= 2)
+                .is_some_and(|body| body.matches("\"id\"").count() >= shape.executors)
         });
         Some(cluster)
     }
@@ -90,7 +143,7 @@ impl LoopbackCluster {
         }
     }
 
-    fn http_get(&self, path: &str) -> Option<String> {
+    pub fn http_get(&self, path: &str) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
@@ -99,6 +152,37 @@ impl LoopbackCluster {
         stream.read_to_string(&mut response).ok()?;
         let (head, body) = response.split_once("\r\n\r\n")?;
         head.contains(" 200 ").then(|| body.to_string())
+    }
+
+    /// Kills executor `n` (SIGKILL), as a spot reclaim would.
+    pub fn kill_executor(&mut self, n: usize) {
+        let _ = self.executors[n].kill();
+        let _ = self.executors[n].wait();
+    }
+
+    /// The bytes of shuffle files each stage of `job` left in the executors' work dirs
+    /// (`WORK/JOB/STAGE/…`), by stage id.
+    pub fn shuffle_bytes(&self, job: &str) -> std::collections::BTreeMap<String, u64> {
+        fn size_of(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|entry| match entry.file_type() {
+                    Ok(t) if t.is_dir() => size_of(&entry.path()),
+                    _ => entry.metadata().map(|m| m.len()).unwrap_or(0),
+                })
+                .sum()
+        }
+        let mut bytes = std::collections::BTreeMap::new();
+        for n in 0..self.executors.len() {
+            let job_dir = self._work.path().join(format!("executor-{n}")).join(job);
+            for stage in std::fs::read_dir(&job_dir).into_iter().flatten().flatten() {
+                let name = stage.file_name().to_string_lossy().to_string();
+                *bytes.entry(name).or_insert(0) += size_of(&stage.path());
+            }
+        }
+        bytes
     }
 
     /// The largest peak RSS (VmHWM) of the executors so far, in MB.

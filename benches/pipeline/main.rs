@@ -14,20 +14,32 @@
 //! `FXPIPE_BENCH_RUNS` sets the runs per step (3) and `FXPIPE_BENCH_IDLE_SECONDS` the pause (2).
 //!
 //! With the release `fxpipe-scheduler` and `fxpipe-executor` built beside `fxpipe`
-//! (`cargo build --release --workspace`), it also runs `normalize` once on a loopback cluster
-//! of a scheduler and 2 executors on the same lake, and prints its ratio to the embedded
-//! median and the executors' peak RSS (VmHWM).
+//! (`cargo build --release --workspace`), every run also loads and normalizes on a loopback
+//! cluster of a scheduler and 2 executors, on a lake of its own, alternating which of the two
+//! goes first; the table prints their medians, their ratios to embedded and the executors'
+//! peak RSS (VmHWM).
+//!
+//! `--scaling` runs only the cluster's scaling study instead (`scaling.rs`; sizes from
+//! `FXPIPE_BENCH_ROWS`, e.g. 1000000,10000000,30000000), into `latest-scaling.md/json`.
+//!
+//! Then the daily job (issue 24) on the last embedded lake: each run adds the next day of
+//! exports (the data's rows per day) and of rates, then times `fxpipe run` (ingest that day,
+//! load the new file, `normalize --changed`); then `fxpipe run` with nothing new. The table
+//! prints both beside the full normalize, with the target: the daily run within 5% of a full
+//! normalize plus its own load, nothing new within 1 s.
 
 mod cluster;
+mod daily;
 mod measure;
 mod peers;
 mod report;
+mod scaling;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use measure::{measure, Measured, Pacing, Samples};
+use measure::{measure, Pacing, Samples};
 use peers::DuckDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fxpipe");
@@ -104,6 +116,13 @@ pub struct PeerResult {
     normalize_report: serde_json::Value,
 }
 
+/// The same steps on the loopback cluster, and the executors' peak RSS in MB.
+pub struct ClusterResult {
+    load: Samples,
+    normalize: Samples,
+    executor_peak_rss_mb: f64,
+}
+
 /// Every run of one size.
 pub struct SizeResult {
     rows: u64,
@@ -112,14 +131,18 @@ pub struct SizeResult {
     load: Samples,
     normalize: Samples,
     peer: Option<PeerResult>,
-    /// One loopback-cluster normalize and the executors' peak RSS in MB.
-    cluster: Option<(Measured, f64)>,
+    cluster: Option<ClusterResult>,
+    /// A cluster normalize with one executor killed 40% into it: seconds (negative when the
+    /// job failed).
+    recovery: Option<f64>,
+    daily: Option<daily::DailyResult>,
 }
 
 /// What the command line and environment ask for. Unknown arguments (cargo passes `--bench`)
 /// are ignored.
 struct Options {
     peers: bool,
+    scaling: bool,
     sizes: Vec<u64>,
     pacing: Pacing,
 }
@@ -134,6 +157,7 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
 impl Options {
     fn parse() -> Self {
         let peers = std::env::args().skip(1).any(|a| a == "--peers");
+        let scaling = std::env::args().skip(1).any(|a| a == "--scaling");
         let sizes = match std::env::var("FXPIPE_BENCH_ROWS") {
             Ok(list) => list
                 .split(',')
@@ -147,6 +171,7 @@ impl Options {
         };
         Self {
             peers,
+            scaling,
             sizes,
             pacing,
         }
@@ -249,17 +274,62 @@ fn run_peer(
     peer.normalize_report = report;
 }
 
-/// The same normalize once on a fresh loopback cluster (the lake is a local folder, which
-/// every process here sees at the same path).
-fn run_cluster(pacing: &Pacing, lake: &Path) -> Option<(Measured, f64)> {
-    let cluster = cluster::LoopbackCluster::start()?;
+/// One cluster normalize on `lake` with one of the 2 executors killed `after` into the run,
+/// on a cluster that declares a silent executor lost after 10 s: the recovery's whole cost.
+fn run_recovery(cache: &Path, lake: &Path, after: Duration) -> Option<f64> {
+    let shape = cluster::Shape {
+        executors: 2,
+        vcores: None,
+        cpus: None,
+        fast_loss_detection: true,
+    };
+    let mut cluster = cluster::LoopbackCluster::start_shaped(cache, shape)?;
     let lake = lake.to_str().expect("utf-8 path");
     let address = cluster.address();
-    let (run, _) = measure(
-        pacing,
-        &mut fxpipe(&["--lake", lake, "--cluster", &address, "normalize"]),
-    );
-    Some((run, cluster.executor_peak_rss_mb()))
+    let started = std::time::Instant::now();
+    let mut child = fxpipe(&["--lake", lake, "--cluster", &address, "normalize"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("fxpipe normalize");
+    std::thread::sleep(after);
+    cluster.kill_executor(1);
+    let status = child.wait().expect("fxpipe normalize");
+    let seconds = started.elapsed().as_secs_f64();
+    // A failure is a result too (the table says so), not a reason to lose the other rows.
+    Some(if status.success() { seconds } else { -seconds })
+}
+
+/// The same load and normalize on the loopback cluster, on a fresh lake of their own (a local
+/// folder, which every process here sees at the same path). The rates are ingested untimed.
+fn run_cluster(
+    pacing: &Pacing,
+    cluster: &cluster::LoopbackCluster,
+    lake: &Path,
+    rates: &Path,
+    csv: &Path,
+    result: &mut ClusterResult,
+) {
+    let _ = std::fs::remove_dir_all(lake);
+    let lake = lake.to_str().expect("utf-8 path");
+    let source = format!("file://{}", rates.display());
+    let status = fxpipe(&[
+        "--lake", lake, "ingest", "--source", &source, "--from", SHAPE.from, "--to", SHAPE.to,
+    ])
+    .stdout(std::process::Stdio::null())
+    .status()
+    .expect("fxpipe ingest");
+    assert!(status.success(), "ingest for the cluster's lake failed");
+    let address = cluster.address();
+    let csv = csv.to_str().expect("utf-8 path");
+    let on = |args: &[&str]| {
+        let mut command = fxpipe(&["--lake", lake, "--cluster", &address]);
+        command.args(args);
+        command
+    };
+    result.load.push(measure(pacing, &mut on(&["load", csv])).0);
+    result
+        .normalize
+        .push(measure(pacing, &mut on(&["normalize"])).0);
 }
 
 struct Inputs<'a> {
@@ -283,7 +353,16 @@ fn bench_size(options: &Options, inputs: &Inputs, rows: u64) -> SizeResult {
         normalize: Samples::default(),
         peer: None,
         cluster: None,
+        recovery: None,
+        daily: None,
     };
+    let cluster = cluster::LoopbackCluster::start(inputs.cache);
+    let cluster_lake = inputs.cache.join(format!("lake-{rows}-cluster"));
+    let mut on_cluster = cluster.as_ref().map(|_| ClusterResult {
+        load: Samples::default(),
+        normalize: Samples::default(),
+        executor_peak_rss_mb: 0.0,
+    });
     let mut peer = inputs.duckdb.map(|_| PeerResult {
         copy: Samples::default(),
         normalize: Samples::default(),
@@ -292,15 +371,46 @@ fn bench_size(options: &Options, inputs: &Inputs, rows: u64) -> SizeResult {
     });
     for run in 1..=options.pacing.runs {
         eprintln!("{rows} rows: run {run} of {}", options.pacing.runs);
+        // The cluster goes first in every other run, so neither side always runs warm.
+        let cluster_run = |result: &mut Option<ClusterResult>| {
+            if let (Some(cluster), Some(result)) = (cluster.as_ref(), result.as_mut()) {
+                let rates = inputs.rates_dir;
+                run_cluster(&options.pacing, cluster, &cluster_lake, rates, &csv, result);
+            }
+        };
+        if run % 2 == 0 {
+            cluster_run(&mut on_cluster);
+        }
         run_fxpipe(&options.pacing, &lake, inputs.rates_dir, &csv, &mut size);
+        if run % 2 == 1 {
+            cluster_run(&mut on_cluster);
+        }
         if let (Some((duckdb, rates)), Some(peer)) = (inputs.duckdb, peer.as_mut()) {
             run_peer(duckdb, &options.pacing, &work, rates, &csv, peer);
         }
     }
-    size.cluster = run_cluster(&options.pacing, &lake);
+    if let (Some(cluster), Some(result)) = (cluster.as_ref(), on_cluster.as_mut()) {
+        result.executor_peak_rss_mb = cluster.executor_peak_rss_mb();
+    }
+    drop(cluster);
+    if let Some(result) = &on_cluster {
+        let after = Duration::from_secs_f64(0.4 * result.normalize.median_seconds());
+        size.recovery = run_recovery(inputs.cache, &cluster_lake, after);
+    }
+    size.cluster = on_cluster;
     size.peer = peer;
+    // The daily job on the lake the last embedded run left.
+    let per_day = rows / SHAPE.rate_days();
+    size.daily = Some(daily::bench(
+        &options.pacing,
+        inputs.cache,
+        &lake,
+        &SHAPE,
+        per_day,
+    ));
     // Lakes and Parquet outputs are large; the CSV stays cached.
     let _ = std::fs::remove_dir_all(&lake);
+    let _ = std::fs::remove_dir_all(&cluster_lake);
     let _ = std::fs::remove_dir_all(&work);
     size
 }
@@ -315,6 +425,10 @@ fn main() {
     std::fs::create_dir_all(&cache).expect("bench cache");
     let rates_dir = SHAPE.rates_dir(&cache);
     ensure_rates(&SHAPE, &rates_dir);
+    if options.scaling {
+        scaling_study(&options, &cache, &rates_dir);
+        return;
+    }
     let duckdb = options.peers.then(DuckDb::ensure);
     let rates_parquet = cache.join(format!("duckdb-rates-{}.parquet", SHAPE.tag()));
     let peers_json = duckdb.as_ref().map(|duckdb| {
@@ -357,4 +471,52 @@ fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     results.write(&dir, &table);
     eprintln!("wrote {}/latest.json and latest.md", dir.display());
+}
+
+/// `--scaling`: the cluster's scaling study at each size.
+fn scaling_study(options: &Options, cache: &Path, rates_dir: &Path) {
+    let mut rows = Vec::new();
+    for &size in &options.sizes {
+        let csv = SHAPE.csv(cache, size);
+        ensure_transactions(&SHAPE, &csv, size);
+        rows.extend(scaling::bench(
+            &options.pacing,
+            cache,
+            rates_dir,
+            &csv,
+            size,
+        ));
+    }
+    let table = scaling::table(&rows);
+    println!("{}\n\n{table}", SHAPE.describe());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    let machine = report::machine();
+    let json = serde_json::json!({
+        "machine": machine,
+        "runs_per_shape": options.pacing.runs,
+        "data": SHAPE.json(),
+        "shapes": scaling::json(&rows),
+    });
+    std::fs::write(
+        dir.join("latest-scaling.json"),
+        serde_json::to_string_pretty(&json).expect("JSON") + "\n",
+    )
+    .expect("write latest-scaling.json");
+    std::fs::write(
+        dir.join("latest-scaling.md"),
+        format!(
+            "Measured {} on {} cores, commit {}; {}.\n\n{table}",
+            machine["date"].as_str().unwrap_or("?"),
+            machine["nproc"],
+            machine["commit"]
+                .as_str()
+                .unwrap_or("?")
+                .chars()
+                .take(10)
+                .collect::<String>(),
+            SHAPE.describe()
+        ),
+    )
+    .expect("write latest-scaling.md");
+    eprintln!("wrote {}/latest-scaling.json and .md", dir.display());
 }

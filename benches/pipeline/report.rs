@@ -79,26 +79,83 @@ fn rows_of(size: &SizeResult, days: u64, peers: bool) -> Vec<Row> {
             peer: peer("normalize (DOUBLE math)", &size.normalize, |p| &p.normalize),
         },
     ];
-    if let Some((run, executors_mb)) = &size.cluster {
-        let embedded = size.normalize.median_seconds();
-        table.push(Row {
-            step: format!(
-                "normalize on a loopback cluster (scheduler + 2 executors, 1 run, {:.2}× embedded)",
-                run.seconds / embedded
-            ),
-            fxpipe: [
-                format!("{:.2}", run.seconds),
-                format!("{:.0} rows/s", rows as f64 / run.seconds),
-                format!(
-                    "{:.0} client, {executors_mb:.0} per executor",
-                    run.peak_rss_mb
+    if let Some(cluster) = &size.cluster {
+        for (step, samples, embedded) in [
+            ("load", &cluster.load, &size.load),
+            ("normalize", &cluster.normalize, &size.normalize),
+        ] {
+            let mut cells = fxpipe_cells(samples, rows, "rows/s");
+            cells[2] = format!(
+                "{} client, {:.0} per executor",
+                cells[2], cluster.executor_peak_rss_mb
+            );
+            table.push(Row {
+                step: format!(
+                    "{step} on a loopback cluster (scheduler + 2 executors, alternating with embedded): **{:.2}× embedded**",
+                    samples.median_seconds() / embedded.median_seconds()
                 ),
-            ],
+                fxpipe: cells,
+                peer: peers.then(dash),
+            });
+        }
+    }
+    if let (Some(seconds), Some(cluster)) = (size.recovery, &size.cluster) {
+        table.push(Row {
+            step: if seconds >= 0.0 {
+                format!(
+                    "normalize on the cluster, one of 2 executors killed 40% in (executor timeout 10 s; 1 run): {:.2}× undisturbed",
+                    seconds / cluster.normalize.median_seconds()
+                )
+            } else {
+                "normalize on the cluster, one of 2 executors killed 40% in: **failed** (see its output)".to_string()
+            },
+            fxpipe: [format!("{:.2}", seconds.abs()), format!("{:.0} rows/s", rows as f64 / seconds.abs()), "—".to_string()],
             peer: peers.then(dash),
         });
     }
     table.push(total_row(size, peers));
+    if let Some(daily) = &size.daily {
+        table.extend(daily_rows(size, daily, peers));
+    }
     table
+}
+
+/// The daily job beside the full normalize, with its targets (issue 24).
+fn daily_rows(size: &SizeResult, daily: &super::daily::DailyResult, peers: bool) -> Vec<Row> {
+    let full = size.normalize.median_seconds();
+    let load = super::measure::median(daily.load_seconds.clone());
+    let run = daily.run.median_seconds();
+    let beyond_load = run - load;
+    let met = |ok: bool| if ok { "met" } else { "**missed**" };
+    let nothing = daily.nothing_new.median_seconds();
+    vec![
+        Row {
+            step: format!(
+                "daily `fxpipe run`: 1 new day ({} rows, 1 rate day); its load {load:.2} s;                  the rest {:.1}% of a full normalize (target ≤ 5%: {})",
+                daily.rows_per_day,
+                100.0 * beyond_load / full,
+                met(beyond_load <= 0.05 * full)
+            ),
+            fxpipe: [
+                seconds_cell(&daily.run),
+                format!("{:.0} rows/s", daily.rows_per_day as f64 / run),
+                format!("{:.0}", daily.run.median_peak_rss_mb()),
+            ],
+            peer: peers.then(dash),
+        },
+        Row {
+            step: format!(
+                "daily `fxpipe run`, nothing new (target ≤ 1 s: {})",
+                met(nothing <= 1.0)
+            ),
+            fxpipe: [
+                seconds_cell(&daily.nothing_new),
+                "—".to_string(),
+                format!("{:.0}", daily.nothing_new.median_peak_rss_mb()),
+            ],
+            peer: peers.then(dash),
+        },
+    ]
 }
 
 /// load + normalize, from the medians, against copy + normalize.
@@ -208,11 +265,27 @@ fn size_json(size: &SizeResult) -> Value {
         "load": samples_json(&size.load),
         "normalize": samples_json(&size.normalize),
     });
-    if let Some((run, executors_mb)) = &size.cluster {
-        fxpipe["normalize_loopback_cluster_one_run"] = json!({
-            "seconds": run.seconds,
-            "client_peak_rss_mb": run.peak_rss_mb,
-            "executor_peak_rss_mb": executors_mb,
+    if let Some(cluster) = &size.cluster {
+        fxpipe["loopback_cluster"] = json!({
+            "load": samples_json(&cluster.load),
+            "normalize": samples_json(&cluster.normalize),
+            "executor_peak_rss_mb": cluster.executor_peak_rss_mb,
+            "load_over_embedded": cluster.load.median_seconds() / size.load.median_seconds(),
+            "normalize_over_embedded":
+                cluster.normalize.median_seconds() / size.normalize.median_seconds(),
+        });
+    }
+    if let Some(seconds) = size.recovery {
+        fxpipe["loopback_cluster_one_executor_killed_40_percent_in"] =
+            json!({ "seconds": seconds });
+    }
+    if let Some(daily) = &size.daily {
+        fxpipe["daily"] = json!({
+            "rows_per_day": daily.rows_per_day,
+            "run": samples_json(&daily.run),
+            "load_step_seconds": daily.load_seconds,
+            "months_recomputed": daily.months_recomputed,
+            "nothing_new": samples_json(&daily.nothing_new),
         });
     }
     let mut result = json!({ "rows": size.rows, "csv_bytes": size.csv_bytes, "fxpipe": fxpipe });
