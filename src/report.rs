@@ -197,6 +197,9 @@ pub struct NormalizeReport {
     pub files_written: u64,
     /// Tasks the write ran as (in this process, or on the cluster's executors).
     pub write_tasks: u64,
+    /// Times the write was submitted again after an executor loss left its results
+    /// unreconciled (see `normalize::write_reconciled`).
+    pub write_resubmissions: u64,
     pub processed_version: i64,
     pub stage_ms: BTreeMap<&'static str, u64>,
     /// The input versions this run read.
@@ -243,6 +246,13 @@ impl fmt::Display for NormalizeReport {
             self.processed_version
         )?;
         writeln!(f, "  withdrawals converted to {}: {}/{}; deposits: {}/{}; {} with an earlier day's rate (max age {} days)", self.base_currency, self.withdrawals_converted, self.withdrawals, self.deposits_converted, self.deposits, self.converted_with_earlier_rate, self.max_rate_age_days)?;
+        if self.write_resubmissions > 0 {
+            writeln!(
+                f,
+                "  written again {} time(s): an executor was lost and the first results did not reconcile",
+                self.write_resubmissions
+            )?;
+        }
         if self.unconverted > 0 {
             writeln!(f, "  NOT converted (no rate): {}", self.unconverted)?;
             for (currency, n) in &self.unconverted_by_currency {

@@ -238,6 +238,13 @@ impl Engine {
         })
     }
 
+    /// How many times the progress watcher has seen the cluster lose an executor (0 when
+    /// embedded or unwatched). A job whose result looks wrong after a loss may be one of
+    /// Ballista 55's rolled-back stages reported twice (see `jobs::normalize`).
+    pub fn executor_losses(&self) -> usize {
+        self.rescues.losses.load(Ordering::SeqCst)
+    }
+
     /// Follows this engine's jobs on the cluster (none when embedded); see [`progress`].
     /// Takes the cluster's progress bar off the terminal before this process writes to it
     /// between jobs (the SQL shell's prompt); nothing when no bar is watched.

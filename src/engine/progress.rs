@@ -194,6 +194,8 @@ struct Watcher {
 pub struct Rescues {
     pub stalled: AtomicUsize,
     pub stranded: AtomicUsize,
+    /// Times the watcher saw fewer executors than at its previous look.
+    pub losses: AtomicUsize,
 }
 
 /// What the watcher knows about executor losses and stalled jobs.
@@ -232,6 +234,7 @@ impl StallGuard {
     fn executors(&mut self, alive: usize, now: Instant) {
         if self.alive.is_some_and(|before| alive < before) {
             self.lost_at = Some(now);
+            self.rescues.losses.fetch_add(1, Ordering::SeqCst);
         }
         self.alive = Some(alive);
         if alive > 0 {
@@ -479,6 +482,25 @@ mod tests {
     }
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    /// What `Engine::executor_losses` reads: every drop in the executor count, and nothing
+    /// else (a stable or growing cluster is no loss).
+    #[test]
+    fn every_drop_in_the_executor_count_is_a_loss() {
+        let mut guard = guard();
+        let t0 = Instant::now();
+        let losses = |g: &StallGuard| g.rescues.losses.load(Ordering::SeqCst);
+        guard.executors(2, t0);
+        guard.executors(2, t0 + S(1));
+        assert_eq!(losses(&guard), 0);
+        guard.executors(1, t0 + S(2));
+        assert_eq!(losses(&guard), 1);
+        guard.executors(2, t0 + S(3));
+        guard.executors(3, t0 + S(4));
+        assert_eq!(losses(&guard), 1);
+        guard.executors(0, t0 + S(5));
+        assert_eq!(losses(&guard), 2);
+    }
 
     #[test]
     fn only_a_job_without_running_tasks_stalled_after_an_executor_loss_is_cancelled() {
