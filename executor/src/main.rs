@@ -14,7 +14,7 @@ use fxpipe::storage::S3Options;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (config, flags): (Config, _) = node::parse_node_config("task_scheduling_policy");
+    let (config, flags): (Config, _) = node::parse_flags("task_scheduling_policy");
     let mut config: ExecutorProcessConfig = config.try_into()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.special_mod_log_level));
@@ -30,13 +30,15 @@ async fn main() -> anyhow::Result<()> {
     let stores = Arc::new(NodeStores::from_environment(&S3Options::from_env(), allowed).await);
     // Overriding the runtime drops Ballista's default spill directory (the work dir): set it.
     let work_dir = config.work_dir.clone().map(std::path::PathBuf::from);
-    config.override_config_producer = Some(Arc::new(node::session_config));
+    let extensions = fxpipe::extensions();
+    let for_configs = extensions.clone();
+    config.override_config_producer = Some(Arc::new(move || node::session_config(&for_configs)));
     config.override_runtime_producer = Some(Arc::new(move |_session_config| {
         node::runtime(stores.clone(), work_dir.clone())
     }));
     config.override_function_registry = Some(Arc::new(node::function_registry()));
-    config.override_logical_codec = Some(node::logical_codec());
-    config.override_physical_codec = Some(node::physical_codec());
-    serve::run_executor(config, security).await?;
+    config.override_logical_codec = Some(extensions.logical_codec());
+    config.override_physical_codec = Some(extensions.physical_codec());
+    serve::run_executor(config, security, &extensions).await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let (config, flags): (Config, _) = node::parse_node_config("scheduler_policy");
+    let (config, flags): (Config, _) = node::parse_flags("scheduler_policy");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level_setting));
     tracing_subscriber::fmt()
@@ -40,13 +40,16 @@ async fn run() -> anyhow::Result<()> {
     let address = format!("{}:{}", config.bind_host, config.bind_port).parse()?;
     let stores = Arc::new(NodeStores::from_environment(&S3Options::from_env(), allowed).await);
     let config: SchedulerConfig = config.try_into()?;
+    let extensions = fxpipe::extensions();
+    let for_sessions = extensions.clone();
+    let for_configs = extensions.clone();
     let mut config = config
-        .with_override_config_producer(Arc::new(node::session_config))
+        .with_override_config_producer(Arc::new(move || node::session_config(&for_configs)))
         .with_override_session_builder(Arc::new(move |session_config| {
-            node::scheduler_session(session_config, stores.clone())
+            node::scheduler_session(session_config, stores.clone(), &for_sessions)
         }));
-    config.override_logical_codec = Some(node::logical_codec());
-    config.override_physical_codec = Some(node::physical_codec());
+    config.override_logical_codec = Some(extensions.logical_codec());
+    config.override_physical_codec = Some(extensions.physical_codec());
     serve::run_scheduler(config, address, security).await?;
     Ok(())
 }

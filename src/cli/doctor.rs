@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory};
-use fxpipe::engine::{scheduler, EngineError};
+use fxpipe::engine::{scheduler_api, EngineError};
 use fxpipe::ingest::key::{self, KeyError};
 use fxpipe::storage::s3::{self, ChainReport, EndpointSource};
 use fxpipe::storage::{delta, probe, Lake, S3Options, Table};
@@ -593,7 +593,7 @@ async fn check_cluster(
     };
     let status = match tokio::time::timeout(
         timeout,
-        scheduler::status(address, timeout, tls.as_ref()),
+        scheduler_api::status(address, timeout, tls.as_ref()),
     )
     .await
     {

@@ -158,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Report(_)
             | Command::Run(_)
     );
+    let extensions = fxpipe::extensions();
     let engine = match &cli.cluster {
         Some(address) if on_cluster => {
             let tls = cli
@@ -165,13 +166,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .as_deref()
                 .map(fxpipe::engine::tls::Tls::load)
                 .transpose()?;
-            Engine::cluster(address, cli.cluster_partitions, tls).await?
+            Engine::cluster(address, cli.cluster_partitions, tls, &extensions).await?
         }
         Some(address) => {
             tracing::info!(%address, "this command runs in this process, not on the cluster");
-            Engine::embedded()
+            Engine::embedded(&extensions)
         }
-        None => Engine::embedded(),
+        None => Engine::embedded(&extensions),
     };
     engine.attach(&lake);
     let cluster = engine.cluster_address().map(str::to_string);

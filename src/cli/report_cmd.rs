@@ -47,7 +47,7 @@ impl ReportExtras {
     }
 }
 
-/// What each report computes, for `--list` (the README's table says more).
+/// What each report computes, for `--list` (docs/catalog.md's table says more).
 const ABOUT: [(&str, &str); 6] = [
     (
         "account-summary",

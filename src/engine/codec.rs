@@ -1,98 +1,134 @@
-//! How fxpipe's plan pieces travel between client, scheduler and executors.
+//! How fxpipe's plan pieces travel between client, scheduler and executors: the helpers each
+//! node's own codec is written with, and the composition of those codecs.
 //!
-//! Ballista serialises plans with DataFusion's protobuf codecs; anything of ours needs a codec
-//! that handles it and hands everything else to Ballista's own codecs (which know the shuffle
-//! nodes and the file formats). The same codec types are installed on the client, the
-//! scheduler and the executors.
+//! Ballista serialises plans with DataFusion's protobuf codecs; a node of ours needs a codec
+//! that knows it. Each node carries its codec beside its code (`write.rs`, `delta_files.rs`,
+//! `jobs/load_tasks.rs`), and [`super::Extensions`] composes them with Ballista's, last, the
+//! way DataFusion's `ComposedPhysicalExtensionCodec` does: a codec that does not know a node
+//! says so with an error, the next one is tried, and the encoded node starts with the position
+//! of the codec that wrote it. DataFusion 55 has no logical counterpart, so
+//! [`ComposedLogicalCodec`] is that, for logical plans and table providers.
 
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result, TableReference};
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Extension, LogicalPlan};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
-use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
-use super::delta_files::{DeltaFiles, DeltaFilesTable};
-use super::write::{WriteExec, WriteNode, WriteTarget};
-use crate::jobs::parse_node::{ParseExec, ParseNode, ParseSpec};
-
-/// Marks a table provider of ours in an encoded plan.
-const DELTA_FILES_TAG: &[u8] = b"fxpipe.delta-files.v1:";
-/// Marks a write node (logical or physical) of ours in an encoded plan.
-const WRITE_TAG: &[u8] = b"fxpipe.write.v1:";
-/// Marks `load`'s parse node (logical or physical) in an encoded plan.
-const PARSE_TAG: &[u8] = b"fxpipe.parse.v1:";
-
-/// `tag` then `value` as JSON: how fxpipe's nodes and tables travel in a plan.
-fn encode_tagged(tag: &[u8], value: &impl serde::Serialize, buf: &mut Vec<u8>) -> Result<()> {
+/// `tag` then `value` as JSON: how fxpipe's nodes and tables travel in a plan (the tag names
+/// the node and its format's version in errors and dumps).
+pub fn encode_tagged(tag: &[u8], value: &impl serde::Serialize, buf: &mut Vec<u8>) -> Result<()> {
     buf.extend_from_slice(tag);
     serde_json::to_writer(&mut *buf, value).map_err(|e| {
         DataFusionError::Internal(format!("encoding {}: {e}", String::from_utf8_lossy(tag)))
     })
 }
 
-/// The value [`encode_tagged`] wrote; `None` when `buf` does not start with `tag`.
-fn decode_tagged<T: serde::de::DeserializeOwned>(tag: &[u8], buf: &[u8]) -> Result<Option<T>> {
-    buf.strip_prefix(tag)
-        .map(|json| {
-            serde_json::from_slice(json).map_err(|e| {
-                DataFusionError::Internal(format!("decoding {}: {e}", String::from_utf8_lossy(tag)))
-            })
-        })
-        .transpose()
+/// The value [`encode_tagged`] wrote under `tag`; an error for anything else.
+pub fn decode_tagged<T: serde::de::DeserializeOwned>(tag: &[u8], buf: &[u8]) -> Result<T> {
+    let json = buf.strip_prefix(tag).ok_or_else(|| {
+        DataFusionError::Internal(format!(
+            "expected a node tagged {}",
+            String::from_utf8_lossy(tag)
+        ))
+    })?;
+    serde_json::from_slice(json).map_err(|e| {
+        DataFusionError::Internal(format!("decoding {}: {e}", String::from_utf8_lossy(tag)))
+    })
 }
 
-fn one_input<T: Clone>(inputs: &[T]) -> Result<T> {
+/// The error a node's codec gives for a node (or table) that is not its own: the composed
+/// codec then asks the next one.
+pub fn not_ours(what: &str) -> DataFusionError {
+    DataFusionError::NotImplemented(format!("not this codec's {what}"))
+}
+
+/// The single input of a `node` (its name, for the error).
+pub fn one_input<T: Clone>(node: &str, inputs: &[T]) -> Result<T> {
     match inputs {
         [input] => Ok(input.clone()),
         _ => Err(DataFusionError::Internal(format!(
-            "a write node has one input, the plan gave {}",
+            "{node} has one input, the plan gave {}",
             inputs.len()
         ))),
     }
 }
 
-/// The logical codec: Delta table versions as [`DeltaFilesTable`]s, the rest Ballista's.
-#[derive(Debug, Default)]
-pub struct FxLogicalCodec {
-    ballista: BallistaLogicalExtensionCodec,
+/// Logical codecs tried in order; the first that encodes a node (or table provider, or file
+/// format) wins, and its position travels as the first byte, so decoding goes straight to it.
+#[derive(Debug)]
+pub struct ComposedLogicalCodec {
+    codecs: Vec<Arc<dyn LogicalExtensionCodec>>,
 }
 
-impl LogicalExtensionCodec for FxLogicalCodec {
+impl ComposedLogicalCodec {
+    /// Position matters: every process must compose the same codecs in the same order.
+    pub fn new(codecs: Vec<Arc<dyn LogicalExtensionCodec>>) -> Self {
+        assert!(codecs.len() <= usize::from(u8::MAX), "too many codecs");
+        Self { codecs }
+    }
+
+    fn encode(
+        &self,
+        buf: &mut Vec<u8>,
+        mut encode: impl FnMut(&dyn LogicalExtensionCodec, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        let mut last = None;
+        let mut nothing_to_write = false;
+        for (position, codec) in self.codecs.iter().enumerate() {
+            let mut data = Vec::new();
+            match encode(codec.as_ref(), &mut data) {
+                // DataFusion's defaults "encode" file formats and functions as nothing (read
+                // back by name): that is no claim on the value, so the next codec is asked.
+                Ok(()) if data.is_empty() => nothing_to_write = true,
+                Ok(()) => {
+                    buf.push(position as u8);
+                    buf.extend_from_slice(&data);
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if nothing_to_write {
+            return Ok(());
+        }
+        Err(last.unwrap_or_else(|| not_ours("node: no codecs")))
+    }
+
+    fn decode<R>(
+        &self,
+        buf: &[u8],
+        decode: impl FnOnce(&dyn LogicalExtensionCodec, &[u8]) -> Result<R>,
+    ) -> Result<R> {
+        let (position, data) = buf
+            .split_first()
+            .ok_or_else(|| DataFusionError::Internal("an empty encoded node".to_string()))?;
+        let codec = self.codecs.get(usize::from(*position)).ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "a node encoded by codec {position}, of {}: the processes run different builds",
+                self.codecs.len()
+            ))
+        })?;
+        decode(codec.as_ref(), data)
+    }
+}
+
+impl LogicalExtensionCodec for ComposedLogicalCodec {
     fn try_decode(
         &self,
         buf: &[u8],
         inputs: &[LogicalPlan],
         ctx: &TaskContext,
     ) -> Result<Extension> {
-        if let Some(spec) = decode_tagged::<ParseSpec>(PARSE_TAG, buf)? {
-            return Ok(Extension {
-                node: Arc::new(ParseNode::new(spec)?),
-            });
-        }
-        match decode_tagged::<WriteTarget>(WRITE_TAG, buf)? {
-            Some(target) => Ok(Extension {
-                node: Arc::new(WriteNode::new(one_input(inputs)?, target)?),
-            }),
-            None => self.ballista.try_decode(buf, inputs, ctx),
-        }
+        self.decode(buf, |codec, data| codec.try_decode(data, inputs, ctx))
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
-        let any: &dyn std::any::Any = node.node.as_any();
-        if let Some(parse) = any.downcast_ref::<ParseNode>() {
-            return encode_tagged(PARSE_TAG, parse.spec(), buf);
-        }
-        match any.downcast_ref::<WriteNode>() {
-            Some(write) => encode_tagged(WRITE_TAG, write.target(), buf),
-            None => self.ballista.try_encode(node, buf),
-        }
+        self.encode(buf, |codec, data| codec.try_encode(node, data))
     }
 
     fn try_decode_table_provider(
@@ -102,12 +138,9 @@ impl LogicalExtensionCodec for FxLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        match decode_tagged::<DeltaFiles>(DELTA_FILES_TAG, buf)? {
-            Some(files) => Ok(Arc::new(DeltaFilesTable::new(files, &schema)?)),
-            None => self
-                .ballista
-                .try_decode_table_provider(buf, table_ref, schema, ctx),
-        }
+        self.decode(buf, |codec, data| {
+            codec.try_decode_table_provider(data, table_ref, schema, ctx)
+        })
     }
 
     fn try_encode_table_provider(
@@ -116,13 +149,9 @@ impl LogicalExtensionCodec for FxLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let any: &dyn std::any::Any = node.as_ref();
-        match any.downcast_ref::<DeltaFilesTable>() {
-            Some(table) => encode_tagged(DELTA_FILES_TAG, table.files(), buf),
-            None => self
-                .ballista
-                .try_encode_table_provider(table_ref, node, buf),
-        }
+        self.encode(buf, |codec, data| {
+            codec.try_encode_table_provider(table_ref, Arc::clone(&node), data)
+        })
     }
 
     fn try_decode_file_format(
@@ -130,7 +159,7 @@ impl LogicalExtensionCodec for FxLogicalCodec {
         buf: &[u8],
         ctx: &TaskContext,
     ) -> Result<Arc<dyn FileFormatFactory>> {
-        self.ballista.try_decode_file_format(buf, ctx)
+        self.decode(buf, |codec, data| codec.try_decode_file_format(data, ctx))
     }
 
     fn try_encode_file_format(
@@ -138,46 +167,55 @@ impl LogicalExtensionCodec for FxLogicalCodec {
         buf: &mut Vec<u8>,
         node: Arc<dyn FileFormatFactory>,
     ) -> Result<()> {
-        self.ballista.try_encode_file_format(buf, node)
+        self.encode(buf, |codec, data| {
+            codec.try_encode_file_format(data, Arc::clone(&node))
+        })
     }
 }
 
-/// The physical codec: fxpipe's write and parse nodes, and Ballista's for the rest (its shuffle nodes,
-/// DataFusion's own nodes).
-#[derive(Debug, Default)]
-pub struct FxPhysicalCodec {
-    ballista: BallistaPhysicalExtensionCodec,
-}
+#[cfg(test)]
+mod tests {
+    use ballista_core::serde::BallistaLogicalExtensionCodec;
+    use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 
-impl PhysicalExtensionCodec for FxPhysicalCodec {
-    fn try_decode(
-        &self,
-        buf: &[u8],
-        inputs: &[Arc<dyn ExecutionPlan>],
-        ctx: &TaskContext,
-        converter: &dyn PhysicalProtoConverterExtension,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if let Some(spec) = decode_tagged::<ParseSpec>(PARSE_TAG, buf)? {
-            return Ok(Arc::new(ParseExec::with_input(spec, one_input(inputs)?)));
-        }
-        match decode_tagged::<WriteTarget>(WRITE_TAG, buf)? {
-            Some(target) => Ok(Arc::new(WriteExec::new(one_input(inputs)?, target))),
-            None => self.ballista.try_decode(buf, inputs, ctx, converter),
-        }
+    use super::*;
+    use crate::engine::delta_files::DeltaFilesCodec;
+
+    fn task_ctx() -> Arc<TaskContext> {
+        datafusion::prelude::SessionContext::new().task_ctx()
     }
 
-    fn try_encode(
-        &self,
-        node: Arc<dyn ExecutionPlan>,
-        buf: &mut Vec<u8>,
-        converter: &dyn PhysicalProtoConverterExtension,
-    ) -> Result<()> {
-        if let Some(parse) = node.downcast_ref::<ParseExec>() {
-            return encode_tagged(PARSE_TAG, parse.spec(), buf);
-        }
-        match node.downcast_ref::<WriteExec>() {
-            Some(write) => encode_tagged(WRITE_TAG, write.target(), buf),
-            None => self.ballista.try_encode(node, buf, converter),
-        }
+    /// DataFusion's default "encodes" a file format as nothing: that must not win over
+    /// Ballista's codec, which really encodes it.
+    #[test]
+    fn a_value_no_node_codec_claims_goes_to_the_next_and_back() {
+        let composed = ComposedLogicalCodec::new(vec![
+            Arc::new(DeltaFilesCodec),
+            Arc::new(BallistaLogicalExtensionCodec::default()),
+        ]);
+        let mut buf = Vec::new();
+        composed
+            .try_encode_file_format(&mut buf, Arc::new(ParquetFormatFactory::new()))
+            .unwrap();
+        assert_eq!(
+            buf.first(),
+            Some(&1),
+            "encoded by Ballista's codec, the second"
+        );
+        let format = composed.try_decode_file_format(&buf, &task_ctx()).unwrap();
+        assert_eq!(format.get_ext(), "parquet");
+    }
+
+    #[test]
+    fn a_position_past_the_codecs_says_the_builds_differ() {
+        let composed = ComposedLogicalCodec::new(vec![Arc::new(DeltaFilesCodec)]);
+        let error = composed
+            .try_decode_file_format(&[7, 1, 2], &task_ctx())
+            .unwrap_err();
+        assert!(error.to_string().contains("different builds"), "{error}");
+        let error = composed
+            .try_decode_file_format(&[], &task_ctx())
+            .unwrap_err();
+        assert!(error.to_string().contains("empty"), "{error}");
     }
 }

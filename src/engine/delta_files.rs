@@ -296,3 +296,54 @@ impl TableProvider for DeltaFilesTable {
         Ok(DataSourceExec::from_data_source(config))
     }
 }
+
+/// Marks a [`DeltaFilesTable`] in an encoded plan.
+const DELTA_FILES_TAG: &[u8] = b"fxpipe.delta-files.v1:";
+
+/// The codec of [`DeltaFilesTable`]: the version's file list as tagged JSON; the schema
+/// travels beside it in the plan.
+#[derive(Debug, Default)]
+pub struct DeltaFilesCodec;
+
+impl datafusion_proto::logical_plan::LogicalExtensionCodec for DeltaFilesCodec {
+    fn try_decode(
+        &self,
+        _buf: &[u8],
+        _inputs: &[datafusion::logical_expr::LogicalPlan],
+        _ctx: &datafusion::execution::TaskContext,
+    ) -> datafusion::common::Result<datafusion::logical_expr::Extension> {
+        Err(super::codec::not_ours("plan node"))
+    }
+
+    fn try_encode(
+        &self,
+        _node: &datafusion::logical_expr::Extension,
+        _buf: &mut Vec<u8>,
+    ) -> datafusion::common::Result<()> {
+        Err(super::codec::not_ours("plan node"))
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        _table_ref: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        _ctx: &datafusion::execution::TaskContext,
+    ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
+        let files: DeltaFiles = super::codec::decode_tagged(DELTA_FILES_TAG, buf)?;
+        Ok(Arc::new(DeltaFilesTable::new(files, &schema)?))
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        _table_ref: &datafusion::common::TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> datafusion::common::Result<()> {
+        let any: &dyn std::any::Any = node.as_ref();
+        match any.downcast_ref::<DeltaFilesTable>() {
+            Some(table) => super::codec::encode_tagged(DELTA_FILES_TAG, table.files(), buf),
+            None => Err(super::codec::not_ours("table provider")),
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! SQL functions fxpipe adds to DataFusion.
 //!
 //! They live in the library (not the CLI) because every process that runs our plans needs them:
-//! the embedded engine now, Ballista's scheduler and executors later.
+//! the embedded engine, and every Ballista scheduler and executor (`engine/node.rs` registers them).
 
 use std::sync::Arc;
 

@@ -8,12 +8,13 @@
 pub mod broadcast;
 pub mod codec;
 pub mod delta_files;
+pub mod extensions;
 pub mod functions;
 pub mod meter;
 pub mod node;
 pub mod progress;
 pub mod runaway;
-pub mod scheduler;
+pub mod scheduler_api;
 pub mod serve;
 pub mod tally;
 pub mod tls;
@@ -28,6 +29,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::catalog::Session;
 use datafusion::prelude::SessionContext;
 use tracing::debug;
+
+pub use extensions::Extensions;
 
 use crate::storage::{delta, Lake, StorageError, Table};
 
@@ -54,6 +57,8 @@ pub struct Engine {
     meter: Arc<meter::Meter>,
     /// Set by [`Engine::watch_progress`]: see [`Engine::settle_progress`].
     settler: Arc<std::sync::OnceLock<progress::Settler>>,
+    /// The plan nodes, planners and codecs this engine was given.
+    extensions: Extensions,
 }
 
 /// How many times [`Engine::collect`] submits a stalled job again.
@@ -77,7 +82,7 @@ const BALLISTA_DEFAULT_PARTITIONS: usize = 16;
 /// tasks covers a stage. Each task costs ~27 ms to schedule and start (benches/README.md), and
 /// with Ballista's fixed 16 a normalize on a two-executor cluster ran 181 tasks, most of its
 /// time. With no answer (or no executor yet) it stays at Ballista's 16.
-fn cluster_partitions(status: Result<scheduler::SchedulerStatus, EngineError>) -> usize {
+fn cluster_partitions(status: Result<scheduler_api::SchedulerStatus, EngineError>) -> usize {
     match status {
         Ok(status) if status.vcores > 0 => status.vcores,
         Ok(_) => {
@@ -136,12 +141,12 @@ impl Engine {
     /// SQL literals with a decimal point (`1.5`, `0.1`) are parsed as exact decimals, not as
     /// Float64: money compared with `withdrawals * 1.5` or summed with `0.1 + 0.2` in an ad-hoc
     /// query stays exact (`0.1 + 0.2 = 0.3` is true). `CAST(x AS DOUBLE)` still gives a float.
-    pub fn embedded() -> Self {
+    pub fn embedded(extensions: &Extensions) -> Self {
         let delta: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
         // delta-rs's session (its object-store handling, its nodes), planned by fxpipe's
         // planner so plans can end in the write node.
         let state = datafusion::execution::SessionStateBuilder::new_from_existing(delta.state())
-            .with_query_planner(Arc::new(write::FxQueryPlanner))
+            .with_query_planner(extensions.query_planner())
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.state_ref()
@@ -161,6 +166,7 @@ impl Engine {
             stages: runaway::StageGuard::default(),
             meter: Arc::default(),
             settler: Arc::default(),
+            extensions: extensions.clone(),
         }
     }
 
@@ -179,6 +185,7 @@ impl Engine {
         address: &str,
         partitions: Option<std::num::NonZeroUsize>,
         tls: Option<tls::Tls>,
+        extensions: &Extensions,
     ) -> Result<Self, EngineError> {
         use ballista::prelude::SessionContextExt;
         let host_port = host_port(address)?;
@@ -195,12 +202,13 @@ impl Engine {
         })?;
         let job_name = format!("fxpipe-{:016x}", rand::random::<u64>());
         let status =
-            match scheduler::status(address, std::time::Duration::from_secs(5), tls.as_ref()).await
+            match scheduler_api::status(address, std::time::Duration::from_secs(5), tls.as_ref())
+                .await
             {
                 // A TLS scheduler asked in plain text: say so now, not after a job fails with
                 // an HTTP/2 protocol error.
                 Err(EngineError::RestApi { why, address })
-                    if why.contains(scheduler::NEEDS_TLS) =>
+                    if why.contains(scheduler_api::NEEDS_TLS) =>
                 {
                     return Err(EngineError::RestApi { why, address })
                 }
@@ -211,7 +219,7 @@ impl Engine {
             None => cluster_partitions(status),
         };
         tracing::debug!(partitions, "partitions per cluster stage");
-        let mut config = node::session_config()
+        let mut config = node::session_config(extensions)
             .set_str("ballista.job.name", &job_name)
             .with_target_partitions(partitions);
         config.options_mut().sql_parser.parse_float_as_decimal = true;
@@ -227,7 +235,7 @@ impl Engine {
         ctx.register_udf(functions::FxConvert::udf());
         Ok(Self {
             ctx,
-            local: Self::embedded().ctx,
+            local: Self::embedded(extensions).ctx,
             cluster: Some(address.to_string()),
             tls,
             job_name: Some(job_name),
@@ -235,6 +243,7 @@ impl Engine {
             stages: runaway::StageGuard::default(),
             meter: Arc::default(),
             settler: Arc::default(),
+            extensions: extensions.clone(),
         })
     }
 
@@ -334,7 +343,7 @@ impl Engine {
         if self.cluster.is_none() {
             return;
         }
-        let planned = runaway::planned_stages(&self.ctx.state(), plan)
+        let planned = runaway::planned_stages(&self.ctx.state(), &self.extensions, plan)
             .await
             .unwrap_or_else(|error| {
                 tracing::debug!(%error, "cannot count the plan's stages here");
@@ -376,6 +385,10 @@ impl Engine {
         let (url, store) = lake.root_store();
         self.ctx.register_object_store(&url, store.clone());
         self.local.register_object_store(&url, store);
+    }
+
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
     }
 
     pub fn ctx(&self) -> &SessionContext {
@@ -485,7 +498,7 @@ mod tests {
 
     #[tokio::test]
     async fn decimal_literals_are_exact() -> datafusion::error::Result<()> {
-        let engine = Engine::embedded();
+        let engine = Engine::embedded(&Extensions::engine());
         let batches = engine
             .ctx()
             .sql(

@@ -12,9 +12,8 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
 
-use super::codec::{FxLogicalCodec, FxPhysicalCodec};
 use super::functions::FxConvert;
-use super::write::FxQueryPlanner;
+use super::Extensions;
 use crate::storage::registry::NodeStores;
 
 /// The session config every node starts from: Ballista's, with fxpipe's codecs, planned by
@@ -33,10 +32,10 @@ use crate::storage::registry::NodeStores;
 /// is submitted. The client sends this setting with every job, and the scheduler's own
 /// sessions start from it, so a job from a stock Ballista client is planned statically too
 /// unless it asks otherwise.
-pub fn session_config() -> SessionConfig {
+pub fn session_config(extensions: &Extensions) -> SessionConfig {
     SessionConfig::new_with_ballista()
-        .with_ballista_logical_extension_codec(Arc::new(FxLogicalCodec::default()))
-        .with_ballista_physical_extension_codec(Arc::new(FxPhysicalCodec::default()))
+        .with_ballista_logical_extension_codec(extensions.logical_codec())
+        .with_ballista_physical_extension_codec(extensions.physical_codec())
         .with_ballista_adaptive_query_planner(false)
 }
 
@@ -60,12 +59,13 @@ pub fn runtime(
 pub fn scheduler_session(
     config: SessionConfig,
     stores: Arc<NodeStores>,
+    extensions: &Extensions,
 ) -> datafusion::error::Result<SessionState> {
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime(stores, None)?)
         .with_default_features()
-        .with_query_planner(Arc::new(FxQueryPlanner))
+        .with_query_planner(extensions.query_planner())
         .build();
     state.register_udf(Arc::new(FxConvert::udf()))?;
     Ok(state)
@@ -98,16 +98,6 @@ pub fn function_registry() -> BallistaFunctionRegistry {
         .scalar_functions
         .insert(convert.name().to_string(), convert);
     registry
-}
-
-/// The physical codec of an executor.
-pub fn physical_codec() -> Arc<FxPhysicalCodec> {
-    Arc::new(FxPhysicalCodec::default())
-}
-
-/// The logical codec of the scheduler.
-pub fn logical_codec() -> Arc<FxLogicalCodec> {
-    Arc::new(FxLogicalCodec::default())
 }
 
 /// A node's own flags, beside Ballista's.
@@ -171,7 +161,7 @@ impl NodeFlags {
 ///   push-staged`) still select Ballista's default, without TLS.
 /// - `--bind-host 127.0.0.1` instead of Ballista's 0.0.0.0: Ballista authenticates nobody, so
 ///   a node is reachable from elsewhere only with `--tls-dir`, or with `--insecure-plaintext`.
-pub fn parse_node_config<C: clap::Parser>(policy_arg: &str) -> (C, NodeFlags) {
+pub fn parse_flags<C: clap::Parser>(policy_arg: &str) -> (C, NodeFlags) {
     let command = C::command()
         .mut_arg(policy_arg, |arg| arg.default_value("pull-staged"))
         .mut_arg("bind_host", |arg| {

@@ -23,7 +23,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::write::FxQueryPlanner;
+use super::Extensions;
 
 /// How many times its planned stages a job may create before it is a runaway.
 pub const FACTOR: usize = 4;
@@ -116,10 +116,11 @@ impl StageGuard {
 /// build side and merge, plus the final stage.
 pub async fn planned_stages(
     state: &SessionState,
+    extensions: &Extensions,
     plan: &LogicalPlan,
 ) -> datafusion::error::Result<usize> {
     let local = SessionStateBuilder::new_from_existing(state.clone())
-        .with_query_planner(Arc::new(FxQueryPlanner))
+        .with_query_planner(extensions.query_planner())
         .build();
     let physical = local.create_physical_plan(plan).await?;
     Ok(1 + boundaries(&physical))
@@ -168,12 +169,15 @@ mod tests {
         ctx.sql("CREATE TABLE a (k INT, v INT) AS VALUES (1, 2), (3, 4)")
             .await?;
         let plan = ctx.sql("SELECT 1").await?.into_optimized_plan()?;
-        assert_eq!(planned_stages(&ctx.state(), &plan).await?, 1);
+        assert_eq!(
+            planned_stages(&ctx.state(), &Extensions::engine(), &plan).await?,
+            1
+        );
         let plan = ctx
             .sql("SELECT k, sum(v) FROM a GROUP BY k ORDER BY k")
             .await?
             .into_optimized_plan()?;
-        assert!(planned_stages(&ctx.state(), &plan).await? >= 3);
+        assert!(planned_stages(&ctx.state(), &Extensions::engine(), &plan).await? >= 3);
         Ok(())
     }
 }

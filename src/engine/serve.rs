@@ -173,6 +173,7 @@ pub async fn run_scheduler(
 pub async fn run_executor(
     mut config: ExecutorProcessConfig,
     security: Security,
+    extensions: &super::Extensions,
 ) -> Result<(), NodeError> {
     let role = "fxpipe-executor";
     check_bind(role, &config.bind_host, config.port, &security)?;
@@ -187,8 +188,9 @@ pub async fn run_executor(
         // Calls to the scheduler, and shuffle fetches from other executors.
         config.override_create_grpc_client_endpoint = Some(tls.endpoint_override());
         let for_tasks = tls.clone();
+        let extensions = extensions.clone();
         config.override_config_producer = Some(Arc::new(move || {
-            for_tasks.session_config(node::session_config())
+            for_tasks.session_config(node::session_config(&extensions))
         }));
         // The Flight service: shuffle files and results, only to members of the cluster.
         let max_decoding = config.grpc_max_decoding_message_size as usize;

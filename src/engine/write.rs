@@ -23,7 +23,6 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, Result};
-use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -37,7 +36,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties,
 };
-use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use deltalake::datafile::writer::DeltaWriter;
 use deltalake::kernel::Add;
 use deltalake::logstore::ObjectStoreRef;
@@ -145,7 +144,7 @@ pub enum WriteShuffle {
 /// more rows than others (with 6 months on 2 tasks, one task wrote every row); one process
 /// never shuffles for the same reason. Measured on a loopback cluster of 4 partitions
 /// (release, 5 years of data): without it normalize took 13.2 s instead of 19.0 s at 10M rows
-/// and 2.6 s instead of 3.2 s at 1M (README, "What the cluster costs").
+/// and 2.6 s instead of 3.2 s at 1M (docs/cluster.md, "What the cluster costs").
 pub const MAX_WRITERS_PER_PARTITION: usize = 8;
 
 impl WriteShuffle {
@@ -507,23 +506,78 @@ impl ExtensionPlanner for WritePlanner {
     }
 }
 
-/// The query planner of fxpipe's sessions (embedded, and the scheduler's): DataFusion's, with
-/// the write node, `load`'s parse node and delta-rs's own nodes.
-#[derive(Debug, Default)]
-pub struct FxQueryPlanner;
+/// Marks a write node (logical or physical) in an encoded plan.
+const WRITE_TAG: &[u8] = b"fxpipe.write.v1:";
 
-#[async_trait]
-impl QueryPlanner for FxQueryPlanner {
-    async fn create_physical_plan(
+/// The write node's codec, logical and physical: its [`WriteTarget`] as tagged JSON; the input
+/// travels as the node's child in the plan.
+#[derive(Debug, Default)]
+pub struct WriteCodec;
+
+impl datafusion_proto::logical_plan::LogicalExtensionCodec for WriteCodec {
+    fn try_decode(
         &self,
-        logical_plan: &LogicalPlan,
-        session: &dyn Session,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        _ctx: &TaskContext,
+    ) -> Result<Extension> {
+        let target = super::codec::decode_tagged(WRITE_TAG, buf)?;
+        let input = super::codec::one_input("the write node", inputs)?;
+        Ok(Extension {
+            node: Arc::new(WriteNode::new(input, target)?),
+        })
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        let any: &dyn Any = node.node.as_any();
+        match any.downcast_ref::<WriteNode>() {
+            Some(write) => super::codec::encode_tagged(WRITE_TAG, write.target(), buf),
+            None => Err(super::codec::not_ours("plan node")),
+        }
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        _buf: &[u8],
+        _table_ref: &datafusion::common::TableReference,
+        _schema: SchemaRef,
+        _ctx: &TaskContext,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        Err(super::codec::not_ours("table provider"))
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        _table_ref: &datafusion::common::TableReference,
+        _node: Arc<dyn datafusion::catalog::TableProvider>,
+        _buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        Err(super::codec::not_ours("table provider"))
+    }
+}
+
+impl datafusion_proto::physical_plan::PhysicalExtensionCodec for WriteCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        _ctx: &TaskContext,
+        _converter: &dyn datafusion_proto::physical_plan::PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![
-            Arc::new(WritePlanner),
-            Arc::new(crate::jobs::parse_node::ParsePlanner),
-            deltalake::delta_datafusion::planner::DeltaExtensionPlanner::new(),
-        ]);
-        planner.create_physical_plan(logical_plan, session).await
+        let target = super::codec::decode_tagged(WRITE_TAG, buf)?;
+        let input = super::codec::one_input("the write node", inputs)?;
+        Ok(Arc::new(WriteExec::new(input, target)))
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        _converter: &dyn datafusion_proto::physical_plan::PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        match node.downcast_ref::<WriteExec>() {
+            Some(write) => super::codec::encode_tagged(WRITE_TAG, write.target(), buf),
+            None => Err(super::codec::not_ours("plan node")),
+        }
     }
 }

@@ -118,7 +118,7 @@ impl Stamps {
 }
 
 /// Loads each file in turn (one set of commits per file). On a cluster the files are parsed
-/// and staged on the executors, all at once (see [`super::parse_node`]); the commits are the
+/// and staged on the executors, all at once (see [`super::load_tasks`]); the commits are the
 /// same, file by file in order.
 pub async fn load(
     engine: &Engine,
@@ -166,11 +166,11 @@ async fn load_on_cluster(
     files: &[Input],
     options: &LoadOptions,
 ) -> Result<LoadReport, JobError> {
-    use super::parse_node::{self, ParseFile, ParseNode, ParseSpec};
+    use super::load_tasks::{self, ParseFile, ParseNode, ParseSpec};
     use crate::storage::inputs::InputRef;
     let started = Instant::now();
     // The bookkeeping (what is loaded, what to replace) reads the lake here, through delta-rs.
-    let local = Engine::embedded();
+    let local = Engine::embedded(cluster.extensions());
     local.attach(lake);
     let stamps = Stamps::read(&local, lake, options).await?;
     let mut report = LoadReport::default();
@@ -224,7 +224,7 @@ async fn load_on_cluster(
         .instrument(info_span!("parse on the cluster", files = todo.len()))
         .await?;
     // The tasks end in any order; the commits follow the command line's.
-    let mut outcomes = parse_node::outcomes(&batches)?;
+    let mut outcomes = load_tasks::outcomes(&batches)?;
     let mut ordered = Vec::new();
     for (source_file, stamp) in identities.iter().zip(stamped) {
         let at = outcomes
@@ -275,7 +275,7 @@ async fn commit_outcome(
     lake: &Lake,
     source_file: &str,
     stamp: Option<&str>,
-    outcome: super::parse_node::Outcome,
+    outcome: super::load_tasks::Outcome,
 ) -> Result<FileLoad, JobError> {
     // The error is the one a local load of the file gives (file, line, field).
     let parsed = outcome.map_err(JobError::Invalid)?;

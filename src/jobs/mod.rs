@@ -2,12 +2,17 @@
 //!
 //! Each job takes an [`Engine`](crate::engine::Engine) and a [`Lake`](crate::storage::Lake)
 //! and returns a report; none of them prints or knows about the terminal.
+//!
+//! The rates ingester is a job as well, but lives apart in [`crate::ingest`]: it is also a
+//! long-running service (a schedule, a health endpoint, signal handling) over the
+//! [`RateSource`](crate::ingest::RateSource) seam, and none of that belongs to the jobs here,
+//! which each run one plan to one commit.
 
 pub mod analytics;
 pub mod changes;
 pub mod load;
+pub mod load_tasks;
 pub mod normalize;
-pub mod parse_node;
 
 use crate::ingest::IngestError;
 use crate::storage::StorageError;

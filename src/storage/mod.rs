@@ -1,4 +1,4 @@
-//! Where the lake lives: one [`Lake`] for a local folder today and an object store (S3) next.
+//! Where the lake lives: one [`Lake`] for a local folder, S3, or any S3-compatible store.
 //!
 //! Everything above this module addresses tables by [`Table`], never by path, so the Hive layout
 //! of the PySpark original (kept so existing Athena tables keep working) is decided here once.

@@ -6,8 +6,8 @@
 //! `transactions` files and the rejects to `rejects` files (uncommitted), and returns one row:
 //! the file's `Add` actions, counts and content hash, or the error that stopped it. The client
 //! then commits file by file, in order, with the load's crash-safety rules
-//! (`jobs::load`). The node lives with the job it serves; `engine::codec` and the query
-//! planner know it by its tag.
+//! (`jobs::load`). The node lives with the job it serves, with its planner and codec;
+//! [`extend`] adds them to the engine's (`fxpipe::extensions()`).
 
 use std::any::Any;
 use std::fmt;
@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::load::{open_export, parse_and_stage, Content, LoadOptions};
 use crate::engine::write::WriteTarget;
+use crate::engine::{codec, Extensions};
 use crate::storage::inputs::{Input, InputRef};
 use crate::storage::staged::StagedWriter;
 use crate::storage::Table;
@@ -385,4 +386,86 @@ impl ExtensionPlanner for ParsePlanner {
             None => Ok(None),
         }
     }
+}
+
+/// Marks `load`'s parse node (logical or physical) in an encoded plan.
+const PARSE_TAG: &[u8] = b"fxpipe.parse.v1:";
+
+/// The parse node's codec, logical and physical: its [`ParseSpec`] as tagged JSON.
+#[derive(Debug, Default)]
+pub struct ParseCodec;
+
+impl datafusion_proto::logical_plan::LogicalExtensionCodec for ParseCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        _inputs: &[LogicalPlan],
+        _ctx: &TaskContext,
+    ) -> Result<Extension> {
+        let spec = codec::decode_tagged(PARSE_TAG, buf)?;
+        Ok(Extension {
+            node: Arc::new(ParseNode::new(spec)?),
+        })
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        let any: &dyn Any = node.node.as_any();
+        match any.downcast_ref::<ParseNode>() {
+            Some(parse) => codec::encode_tagged(PARSE_TAG, parse.spec(), buf),
+            None => Err(codec::not_ours("plan node")),
+        }
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        _buf: &[u8],
+        _table_ref: &datafusion::common::TableReference,
+        _schema: SchemaRef,
+        _ctx: &TaskContext,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        Err(codec::not_ours("table provider"))
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        _table_ref: &datafusion::common::TableReference,
+        _node: Arc<dyn datafusion::catalog::TableProvider>,
+        _buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        Err(codec::not_ours("table provider"))
+    }
+}
+
+impl datafusion_proto::physical_plan::PhysicalExtensionCodec for ParseCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        _ctx: &TaskContext,
+        _converter: &dyn datafusion_proto::physical_plan::PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let spec = codec::decode_tagged(PARSE_TAG, buf)?;
+        let input = codec::one_input("the parse node", inputs)?;
+        Ok(Arc::new(ParseExec::with_input(spec, input)))
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        _converter: &dyn datafusion_proto::physical_plan::PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        match node.downcast_ref::<ParseExec>() {
+            Some(parse) => codec::encode_tagged(PARSE_TAG, parse.spec(), buf),
+            None => Err(codec::not_ours("plan node")),
+        }
+    }
+}
+
+/// `extensions` with the parse node's planner and codecs.
+pub fn extend(extensions: Extensions) -> Extensions {
+    extensions
+        .with_planner(Arc::new(ParsePlanner))
+        .with_logical_codec(Arc::new(ParseCodec))
+        .with_physical_codec(Arc::new(ParseCodec))
 }
