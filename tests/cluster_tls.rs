@@ -194,7 +194,8 @@ fn plans_naming_anything_but_the_lake_and_inputs_fail_on_the_nodes() {
     // A stock Ballista client (no fxpipe read-only check), with the cluster's certificate.
     let refused = |location: &str| {
         rt.block_on(async {
-            let config = tls.session_config(fxpipe::engine::node::session_config(&fxpipe::extensions()));
+            let config =
+                tls.session_config(fxpipe::engine::node::session_config(&fxpipe::extensions()));
             let state = datafusion::execution::SessionStateBuilder::new()
                 .with_config(config)
                 .with_default_features()
