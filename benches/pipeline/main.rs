@@ -109,11 +109,20 @@ impl DataShape {
 }
 
 /// DuckDB's runs of one size.
+#[derive(Default)]
 pub struct PeerResult {
-    copy: Samples,
-    normalize: Samples,
-    copy_report: serde_json::Value,
-    normalize_report: serde_json::Value,
+    /// CSV → Parquet, the peer of `fxpipe load`.
+    copy: peers::PeerStep,
+    /// The like-for-like normalize from typed copies of fxpipe's tables (DuckDB's defaults).
+    typed: peers::PeerStep,
+    /// The same with `preserve_insertion_order = false`.
+    typed_unordered: peers::PeerStep,
+    /// The looser normalize from the copy's auto-typed Parquet (DOUBLE math, exact value date).
+    loose: peers::PeerStep,
+    /// The untimed typed copies' report.
+    typed_inputs: serde_json::Value,
+    /// fxpipe's processed table against the like-for-like output, after the runs.
+    agreement: Option<Result<serde_json::Value, String>>,
 }
 
 /// The same steps on the loopback cluster, and the executors' peak RSS in MB.
@@ -254,24 +263,51 @@ fn run_fxpipe(pacing: &Pacing, lake: &Path, rates: &Path, csv: &Path, size: &mut
         .push(measure(pacing, &mut fxpipe(&["--lake", lake, "normalize"])).0);
 }
 
-/// One run of DuckDB's steps on the same CSV, into `work` (replaced).
+/// One run of DuckDB's steps on the same CSV and, for the like-for-like rows, on typed copies
+/// of `lake`'s tables (made once, untimed, the first time: `lake` has been loaded by then).
 fn run_peer(
     duckdb: &DuckDb,
     pacing: &Pacing,
     work: &Path,
-    rates: &Path,
+    lake: &Path,
     csv: &Path,
+    rates: &Path,
     peer: &mut PeerResult,
 ) {
-    let _ = std::fs::remove_dir_all(work);
-    std::fs::create_dir_all(work).expect("DuckDB work dir");
+    let typed_transactions = work.join("typed-transactions.parquet");
+    let typed_rates = work.join("typed-rates.parquet");
+    if !typed_transactions.exists() {
+        let _ = std::fs::remove_dir_all(work);
+        std::fs::create_dir_all(work).expect("DuckDB work dir");
+        peer.typed_inputs = duckdb.prepare_typed(lake, &typed_transactions, &typed_rates);
+    }
     let parquet = work.join("transactions.parquet");
-    let (copy, copy_report) = duckdb.copy(pacing, csv, &parquet);
-    peer.copy.push(copy);
-    peer.copy_report = copy_report;
-    let (normalize, report) = duckdb.normalize(pacing, &parquet, rates, &work.join("normalized"));
-    peer.normalize.push(normalize);
-    peer.normalize_report = report;
+    let _ = std::fs::remove_file(&parquet);
+    duckdb.copy(pacing, csv, &parquet, &mut peer.copy);
+    duckdb.normalize_typed(
+        pacing,
+        &typed_transactions,
+        &typed_rates,
+        &work.join("typed-unordered"),
+        false,
+        &mut peer.typed_unordered,
+    );
+    duckdb.normalize(
+        pacing,
+        &parquet,
+        rates,
+        &work.join("normalized"),
+        &mut peer.loose,
+    );
+    // Last, so its output is the one compared with fxpipe's after the runs.
+    duckdb.normalize_typed(
+        pacing,
+        &typed_transactions,
+        &typed_rates,
+        &work.join("typed"),
+        true,
+        &mut peer.typed,
+    );
 }
 
 /// One cluster normalize on `lake` with one of the 2 executors killed `after` into the run,
@@ -363,12 +399,7 @@ fn bench_size(options: &Options, inputs: &Inputs, rows: u64) -> SizeResult {
         normalize: Samples::default(),
         executor_peak_rss_mb: 0.0,
     });
-    let mut peer = inputs.duckdb.map(|_| PeerResult {
-        copy: Samples::default(),
-        normalize: Samples::default(),
-        copy_report: serde_json::Value::Null,
-        normalize_report: serde_json::Value::Null,
-    });
+    let mut peer = inputs.duckdb.map(|_| PeerResult::default());
     for run in 1..=options.pacing.runs {
         eprintln!("{rows} rows: run {run} of {}", options.pacing.runs);
         // The cluster goes first in every other run, so neither side always runs warm.
@@ -378,16 +409,27 @@ fn bench_size(options: &Options, inputs: &Inputs, rows: u64) -> SizeResult {
                 run_cluster(&options.pacing, cluster, &cluster_lake, rates, &csv, result);
             }
         };
+        // The cluster and DuckDB go first in every other run, so no side always runs warm (or
+        // cold). DuckDB's typed inputs come from the first run's lake, so run 1 is fxpipe's.
+        let peer_run = |peer: &mut Option<PeerResult>| {
+            if let (Some((duckdb, rates)), Some(peer)) = (inputs.duckdb, peer.as_mut()) {
+                run_peer(duckdb, &options.pacing, &work, &lake, &csv, rates, peer);
+            }
+        };
         if run % 2 == 0 {
+            peer_run(&mut peer);
             cluster_run(&mut on_cluster);
         }
         run_fxpipe(&options.pacing, &lake, inputs.rates_dir, &csv, &mut size);
         if run % 2 == 1 {
             cluster_run(&mut on_cluster);
+            peer_run(&mut peer);
         }
-        if let (Some((duckdb, rates)), Some(peer)) = (inputs.duckdb, peer.as_mut()) {
-            run_peer(duckdb, &options.pacing, &work, rates, &csv, peer);
-        }
+    }
+    // Both normalizes' last outputs, month by month: a disagreement fails the benchmark (after
+    // the results are written, so they can be read).
+    if let (Some((duckdb, _)), Some(peer)) = (inputs.duckdb, peer.as_mut()) {
+        peer.agreement = Some(duckdb.compare(&lake, &work.join("typed")));
     }
     if let (Some(cluster), Some(result)) = (cluster.as_ref(), on_cluster.as_mut()) {
         result.executor_peak_rss_mb = cluster.executor_peak_rss_mb();
@@ -458,8 +500,13 @@ fn main() {
     println!("{}\n\n{table}", SHAPE.describe());
     if options.peers {
         println!(
-            "DuckDB's rates Parquet was prepared once from the JSON files and is not timed; \
-             its normalize converts in DOUBLE arithmetic, fxpipe's in exact decimals."
+            "DuckDB's times: its process, as fxpipe's (Python start-up and `import duckdb` \
+             included), and in brackets its statement's own time. The like-for-like normalize \
+             reads one-file typed copies of fxpipe's own transactions and rates tables (made \
+             once, untimed), so both sides start from the same rows; DuckDB divides decimals in \
+             DOUBLE, rounds to the cent and stores DECIMAL(38,2), fxpipe computes on exact \
+             integers. The looser row starts from DuckDB's own auto-typed CSV copy and its rates \
+             Parquet (prepared once from the JSON files, untimed)."
         );
     }
     let results = report::Results {
@@ -471,6 +518,14 @@ fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     results.write(&dir, &table);
     eprintln!("wrote {}/latest.json and latest.md", dir.display());
+    for size in &sizes {
+        if let Some(Some(Err(output))) = size.peer.as_ref().map(|p| p.agreement.as_ref()) {
+            panic!(
+                "{} rows: fxpipe's and DuckDB's normalize outputs disagree:\n{output}",
+                size.rows
+            );
+        }
+    }
 }
 
 /// `--scaling`: the cluster's scaling study at each size.

@@ -70,11 +70,13 @@ pub struct Pacing {
     pub idle: Duration,
 }
 
-/// Runs the command to completion after the idle pause and returns its wall time, peak RSS
+/// Runs the command to completion after `sync` and the idle pause and returns its wall time, peak RSS
 /// and standard output. Panics, naming the command, if it fails.
 // The child is reaped by wait4 (which also gives its rusage), not Child::wait.
 #[allow(clippy::zombie_processes)]
 pub fn measure(pacing: &Pacing, command: &mut Command) -> (Measured, String) {
+    // Earlier steps' dirty pages are written back now, not during this step.
+    let _ = Command::new("sync").status();
     std::thread::sleep(pacing.idle);
     let started = Instant::now();
     let mut child = command

@@ -4,10 +4,45 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::measure::{measure, Measured, Pacing};
+use super::measure::{measure, median, Measured, Pacing, Samples};
 
 /// The Python interpreter the peer script runs under.
 const PYTHON: &str = "python3";
+
+/// Every run of one DuckDB step: the process as fxpipe's are measured (wall time from spawn to
+/// exit, peak RSS), the statement's own time inside the script (without Python's start-up and
+/// `import duckdb`), and what each run reported.
+#[derive(Debug, Default)]
+pub struct PeerStep {
+    pub process: Samples,
+    pub statement_seconds: Vec<f64>,
+    pub reports: Vec<serde_json::Value>,
+}
+
+impl PeerStep {
+    fn push(&mut self, (measured, report): (Measured, serde_json::Value)) {
+        self.process.push(measured);
+        self.statement_seconds
+            .push(report["seconds"].as_f64().unwrap_or(f64::NAN));
+        self.reports.push(report);
+    }
+
+    pub fn median_statement_seconds(&self) -> f64 {
+        median(self.statement_seconds.clone())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seconds": self.process.seconds(),
+            "median_seconds": self.process.median_seconds(),
+            "statement_seconds": self.statement_seconds,
+            "median_statement_seconds": self.median_statement_seconds(),
+            "peak_rss_mb": self.process.peak_rss_mb(),
+            "median_peak_rss_mb": self.process.median_peak_rss_mb(),
+            "reports": self.reports,
+        })
+    }
+}
 
 /// The peer steps, with where their inputs and outputs live.
 pub struct DuckDb {
@@ -90,8 +125,63 @@ impl DuckDb {
         parse_report(&String::from_utf8_lossy(&output.stdout))
     }
 
+    /// Runs an untimed step to completion and returns its report; panics with its output if
+    /// it fails.
+    fn untimed(&self, command: &mut Command, what: &str) -> serde_json::Value {
+        let output = command.output().expect("run a DuckDB step");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "DuckDB {what} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        parse_report(&stdout)
+    }
+
+    /// The like-for-like peer's inputs: fxpipe's typed `transactions` and `rates` tables of
+    /// `lake` (after ingest and load), each copied once into one Parquet file. Untimed.
+    pub fn prepare_typed(
+        &self,
+        lake: &Path,
+        transactions: &Path,
+        rates: &Path,
+    ) -> serde_json::Value {
+        self.untimed(
+            self.step("typed")
+                .arg("--lake")
+                .arg(lake)
+                .arg("--out-transactions")
+                .arg(transactions)
+                .arg("--out-rates")
+                .arg(rates),
+            "typed copy of fxpipe's tables",
+        )
+    }
+
+    /// Month by month, fxpipe's `processed` table of `lake` against a `normalize-typed`
+    /// output. `Err` holds the script's report of the disagreement.
+    pub fn compare(&self, lake: &Path, peer_output: &Path) -> Result<serde_json::Value, String> {
+        let output = self
+            .step("compare")
+            .arg("--lake")
+            .arg(lake)
+            .arg("--peer")
+            .arg(peer_output)
+            .output()
+            .expect("run the DuckDB compare step");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if output.status.success() {
+            Ok(parse_report(&stdout))
+        } else {
+            Err(format!(
+                "{stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
     /// The peer of `fxpipe load`: CSV → Parquet with auto-detected types.
-    pub fn copy(&self, pacing: &Pacing, csv: &Path, out: &Path) -> (Measured, serde_json::Value) {
+    pub fn copy(&self, pacing: &Pacing, csv: &Path, out: &Path, step: &mut PeerStep) {
         let (measured, stdout) = measure(
             pacing,
             self.step("copy")
@@ -100,18 +190,48 @@ impl DuckDb {
                 .arg("--out")
                 .arg(out),
         );
-        (measured, parse_report(&stdout))
+        step.push((measured, parse_report(&stdout)));
     }
 
-    /// The peer of `fxpipe normalize`: the copy's Parquet × rates → base-currency amounts,
-    /// partitioned by year and month into `out` (replaced).
+    /// The like-for-like peer of `fxpipe normalize`: the typed copies → DECIMAL base-currency
+    /// amounts by an ASOF join with fxpipe's max rate age (3 days), partitioned by year and
+    /// month into `out` (replaced). `insertion_order: false` sets DuckDB's
+    /// `preserve_insertion_order = false` first.
+    pub fn normalize_typed(
+        &self,
+        pacing: &Pacing,
+        transactions: &Path,
+        rates: &Path,
+        out: &Path,
+        insertion_order: bool,
+        step: &mut PeerStep,
+    ) {
+        let mut command = self.step("normalize-typed");
+        command
+            .arg("--transactions")
+            .arg(transactions)
+            .arg("--rates")
+            .arg(rates)
+            .arg("--out")
+            .arg(out)
+            .args(["--base", "SGD", "--max-rate-age", "3"]);
+        if !insertion_order {
+            command.arg("--no-insertion-order");
+        }
+        let (measured, stdout) = measure(pacing, &mut command);
+        step.push((measured, parse_report(&stdout)));
+    }
+
+    /// The looser peer of `fxpipe normalize`: the copy's auto-typed Parquet × the rates of the
+    /// exact value date in DOUBLE math, partitioned by year and month into `out` (replaced).
     pub fn normalize(
         &self,
         pacing: &Pacing,
         transactions: &Path,
         rates: &Path,
         out: &Path,
-    ) -> (Measured, serde_json::Value) {
+        step: &mut PeerStep,
+    ) {
         let (measured, stdout) = measure(
             pacing,
             self.step("normalize")
@@ -123,6 +243,6 @@ impl DuckDb {
                 .arg(out)
                 .args(["--base", "SGD"]),
         );
-        (measured, parse_report(&stdout))
+        step.push((measured, parse_report(&stdout)));
     }
 }

@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use super::measure::{Pacing, Samples};
+use super::peers::PeerStep;
 use super::{DataShape, SizeResult};
 
 /// Seconds as "median (fastest–slowest)" when there is more than one run.
@@ -45,18 +46,24 @@ fn fxpipe_cells(samples: &Samples, units: u64, unit: &str) -> [String; 3] {
     ]
 }
 
-fn peer_cells(step: &str, fxpipe: &Samples, peer: &Samples) -> [String; 4] {
+/// A DuckDB step's cells: its process time (fastest–slowest) and its statement's own median
+/// time, the ratio of fxpipe's process time to DuckDB's, and DuckDB's peak RSS.
+fn peer_cells(step: &str, fxpipe: &Samples, peer: &PeerStep) -> [String; 4] {
     [
         step.to_string(),
-        seconds_cell(peer),
-        ratio_cell(fxpipe.median_seconds(), peer.median_seconds()),
-        format!("{:.0}", peer.median_peak_rss_mb()),
+        format!(
+            "{} (statement {:.2})",
+            seconds_cell(&peer.process),
+            peer.median_statement_seconds()
+        ),
+        ratio_cell(fxpipe.median_seconds(), peer.process.median_seconds()),
+        format!("{:.0}", peer.process.median_peak_rss_mb()),
     ]
 }
 
 fn rows_of(size: &SizeResult, days: u64, peers: bool) -> Vec<Row> {
     let rows = size.rows;
-    let peer = |step: &str, fxpipe: &Samples, of: fn(&super::PeerResult) -> &Samples| {
+    let peer = |step: &str, fxpipe: &Samples, of: fn(&super::PeerResult) -> &PeerStep| {
         peers.then(|| match &size.peer {
             Some(p) => peer_cells(step, fxpipe, of(p)),
             None => dash(),
@@ -71,14 +78,52 @@ fn rows_of(size: &SizeResult, days: u64, peers: bool) -> Vec<Row> {
         Row {
             step: "load".to_string(),
             fxpipe: fxpipe_cells(&size.load, rows, "rows/s"),
-            peer: peer("copy CSV → Parquet", &size.load, |p| &p.copy),
+            peer: peer("copy CSV → Parquet (auto-detected types)", &size.load, |p| &p.copy),
         },
         Row {
             step: "normalize".to_string(),
             fxpipe: fxpipe_cells(&size.normalize, rows, "rows/s"),
-            peer: peer("normalize (DOUBLE math)", &size.normalize, |p| &p.normalize),
+            peer: peer(
+                "**like for like**: typed copy of fxpipe's tables, ASOF join, max rate age 3, DECIMAL(38,2) out",
+                &size.normalize,
+                |p| &p.typed,
+            ),
         },
     ];
+    if peers {
+        table.push(Row {
+            step: "normalize (same runs)".to_string(),
+            fxpipe: fxpipe_cells(&size.normalize, rows, "rows/s"),
+            peer: peer(
+                "like for like, `preserve_insertion_order = false`",
+                &size.normalize,
+                |p| &p.typed_unordered,
+            ),
+        });
+        table.push(Row {
+            step: "normalize (same runs)".to_string(),
+            fxpipe: fxpipe_cells(&size.normalize, rows, "rows/s"),
+            peer: peer(
+                "looser: from the auto-typed copy, re-parses dates and amounts, exact value date only, DOUBLE math",
+                &size.normalize,
+                |p| &p.loose,
+            ),
+        });
+        if let Some(agreement) = size.peer.as_ref().and_then(|p| p.agreement.as_ref()) {
+            let verdict = match agreement {
+                Ok(report) => format!(
+                    "agree: {} months, {} rows; largest difference of a month's sum {} cents",
+                    report["months"], report["rows"], report["largest_sum_difference_cents"]
+                ),
+                Err(_) => "**DISAGREE** (see latest.json)".to_string(),
+            };
+            table.push(Row {
+                step: "outputs compared per month (rows, converted amounts, sums)".to_string(),
+                fxpipe: std::array::from_fn(|_| "—".to_string()),
+                peer: Some([verdict, "—".into(), "—".into(), "—".into()]),
+            });
+        }
+    }
     if let Some(cluster) = &size.cluster {
         for (step, samples, embedded) in [
             ("load", &cluster.load, &size.load),
@@ -166,13 +211,14 @@ fn total_row(size: &SizeResult, peers: bool) -> Row {
         .median_peak_rss_mb()
         .max(size.normalize.median_peak_rss_mb());
     let peer = size.peer.as_ref().map(|p| {
-        let seconds = p.copy.median_seconds() + p.normalize.median_seconds();
+        let seconds = p.copy.process.median_seconds() + p.typed.process.median_seconds();
         let rss = p
             .copy
+            .process
             .median_peak_rss_mb()
-            .max(p.normalize.median_peak_rss_mb());
+            .max(p.typed.process.median_peak_rss_mb());
         [
-            "copy + normalize".to_string(),
+            "copy + like-for-like normalize".to_string(),
             format!("{seconds:.2}"),
             ratio_cell(fxpipe, seconds),
             format!("{rss:.0}"),
@@ -290,15 +336,28 @@ fn size_json(size: &SizeResult) -> Value {
     }
     let mut result = json!({ "rows": size.rows, "csv_bytes": size.csv_bytes, "fxpipe": fxpipe });
     if let Some(peer) = &size.peer {
-        let mut copy = samples_json(&peer.copy);
-        copy["report"] = peer.copy_report.clone();
-        let mut normalize = samples_json(&peer.normalize);
-        normalize["report"] = peer.normalize_report.clone();
-        result["duckdb"] = json!({ "copy": copy, "normalize": normalize });
+        let agreement = match &peer.agreement {
+            Some(Ok(report)) => report.clone(),
+            Some(Err(output)) => json!({ "agree": false, "output": output }),
+            None => Value::Null,
+        };
+        result["duckdb"] = json!({
+            "copy": peer.copy.json(),
+            "typed_inputs_untimed": peer.typed_inputs,
+            "normalize_like_for_like": peer.typed.json(),
+            "normalize_like_for_like_no_insertion_order": peer.typed_unordered.json(),
+            "normalize_looser_double_math": peer.loose.json(),
+            "agreement_with_fxpipe": agreement,
+        });
+        let normalize = size.normalize.median_seconds();
         result["ratios"] = json!({
-            "load_over_duckdb_copy": size.load.median_seconds() / peer.copy.median_seconds(),
-            "normalize_over_duckdb_normalize":
-                size.normalize.median_seconds() / peer.normalize.median_seconds(),
+            "load_over_duckdb_copy": size.load.median_seconds() / peer.copy.process.median_seconds(),
+            "normalize_over_duckdb_like_for_like": normalize / peer.typed.process.median_seconds(),
+            "normalize_over_duckdb_like_for_like_statement":
+                normalize / peer.typed.median_statement_seconds(),
+            "normalize_over_duckdb_like_for_like_no_insertion_order":
+                normalize / peer.typed_unordered.process.median_seconds(),
+            "normalize_over_duckdb_looser": normalize / peer.loose.process.median_seconds(),
         });
     }
     result
