@@ -12,6 +12,11 @@
 -- same way on every run. Rows without a balance_amt (many exports leave it blank) are passed
 -- over; balance_date says which day the balance is from, NULL when no row of the month
 -- states one.
+-- {processed} is the table as the dialect names it: `processed` here, `"db".processed` in
+-- the Athena text `fxpipe catalog athena` renders from this file.
+--
+-- "date" is quoted: in Trino (Athena) it is also a type name. --account-currency has no Athena
+-- version: it needs fx_convert, fxpipe's exact conversion.
 WITH monthly AS (
     SELECT base_currency,
            account_no,
@@ -21,7 +26,7 @@ WITH monthly AS (
            coalesce(sum(deposit_sgd_amt), 0) - coalesce(sum(withdrawal_sgd_amt), 0) AS net_sgd,
            sum(CASE WHEN withdrawal_amt IS NOT NULL AND withdrawal_sgd_amt IS NULL THEN 1 ELSE 0 END
              + CASE WHEN deposit_amt IS NOT NULL AND deposit_sgd_amt IS NULL THEN 1 ELSE 0 END) AS unconverted_amounts
-    FROM processed
+    FROM {processed}
     GROUP BY base_currency, account_no, year, month
 ),
 stated AS (
@@ -30,12 +35,12 @@ stated AS (
            year,
            month,
            balance_amt,
-           date AS balance_date,
+           "date" AS balance_date,
            row_number() OVER (
                PARTITION BY base_currency, account_no, year, month
-               ORDER BY date DESC, source_file DESC, source_line DESC
+               ORDER BY "date" DESC, source_file DESC, source_line DESC
            ) AS from_last
-    FROM processed
+    FROM {processed}
     WHERE balance_amt IS NOT NULL
 )
 SELECT m.base_currency,

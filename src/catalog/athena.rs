@@ -3,40 +3,13 @@
 //! Athena engine v3 reads Delta tables natively: `CREATE EXTERNAL TABLE … LOCATION '…'
 //! TBLPROPERTIES ('table_type'='DELTA')` with no column list, the schema and partitions coming
 //! from the Delta log (reader protocol ≤ 3, no deletion vectors: delta-rs writes (1,2)). The
-//! analytics are Trino SQL files of their own (`sql/athena/`), one per report, because Trino's
-//! decimal division rules differ from DataFusion's; each says what it changes and why.
+//! analytics are rendered from the same `sql/analytics/` files `fxpipe report` runs
+//! ([`analytics::render`] for [`Dialect::Athena`]): the table's qualified name and the one
+//! division whose decimal scale rules differ in Trino are placeholders there.
 
 use super::{CatalogTable, Database, LakeTables};
+use crate::jobs::analytics::{self, Dialect, REPORTS};
 use crate::storage::Table;
-
-/// The Athena version of each analytics report, by the name `fxpipe report` takes. Each file
-/// writes the table as `{database}.processed`; [`query`] fills in the database.
-pub const QUERIES: [(&str, &str); 6] = [
-    (
-        "account-summary",
-        include_str!("../../sql/athena/account_summary.sql"),
-    ),
-    (
-        "creditworthiness",
-        include_str!("../../sql/athena/creditworthiness.sql"),
-    ),
-    (
-        "deposits-by-currency",
-        include_str!("../../sql/athena/deposits_by_currency.sql"),
-    ),
-    (
-        "currency-exposure",
-        include_str!("../../sql/athena/currency_exposure.sql"),
-    ),
-    (
-        "monthly-flows",
-        include_str!("../../sql/athena/monthly_flows.sql"),
-    ),
-    (
-        "balance-history",
-        include_str!("../../sql/athena/balance_history.sql"),
-    ),
-];
 
 /// The line that introduces each query in [`script`]'s output, before the report's name.
 pub const QUERY_MARKER: &str = "-- fxpipe report ";
@@ -80,7 +53,7 @@ pub fn converted_columns(processed: &CatalogTable) -> Vec<(&'static str, String)
 }
 
 /// A report's Athena query against `database`, without the file's leading comments (they
-/// explain the rewrite to whoever edits it, and are in the repository). `renames` are the
+/// explain the query to whoever edits it, and are in the repository). `renames` are the
 /// converted-amount columns of [`converted_columns`].
 pub fn query(database: &Database, sql: &str, renames: &[(&str, String)]) -> String {
     let body: Vec<&str> = sql
@@ -88,10 +61,10 @@ pub fn query(database: &Database, sql: &str, renames: &[(&str, String)]) -> Stri
         .skip_while(|line| line.trim().is_empty() || line.trim_start().starts_with("--"))
         .collect();
     // Trino quotes identifiers with double quotes; the name holds none (see `Database`).
-    let mut text = body
-        .join("\n")
-        .trim_end()
-        .replace("{database}", &format!("\"{}\"", database.as_str()));
+    let dialect = Dialect::Athena {
+        database: database.as_str(),
+    };
+    let mut text = analytics::render(body.join("\n").trim_end(), dialect);
     // Column names come from our own schema (`withdrawal_<iso code>_amt`), never from a user.
     for (written, actual) in renames {
         text = text.replace(written, actual);
@@ -137,7 +110,7 @@ pub fn script(database: &Database, lake_display: &str, tables: &LakeTables) -> S
         );
     }
     let renames = processed.map(converted_columns).unwrap_or_default();
-    for (name, sql) in QUERIES {
+    for (name, sql) in REPORTS {
         out.push_str(&format!(
             "\n{QUERY_MARKER}{name}\n{};\n",
             query(database, sql, &renames)
@@ -151,22 +124,14 @@ mod tests {
     use url::Url;
 
     use super::*;
-    use crate::jobs::analytics::REPORTS;
 
     fn db() -> Database {
         Database::new("bank_lake").unwrap()
     }
 
     #[test]
-    fn every_report_has_an_athena_version_under_the_same_name() {
-        let reports: Vec<&str> = REPORTS.iter().map(|(name, _)| *name).collect();
-        let athena: Vec<&str> = QUERIES.iter().map(|(name, _)| *name).collect();
-        assert_eq!(reports, athena);
-    }
-
-    #[test]
     fn queries_read_the_processed_table_of_the_database_only() {
-        for (name, sql) in QUERIES {
+        for (name, sql) in REPORTS {
             let rendered = query(&db(), sql, &[]);
             assert!(rendered.contains("FROM \"bank_lake\".processed"), "{name}");
             assert!(!rendered.contains('{'), "{name}: {rendered}");

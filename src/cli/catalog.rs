@@ -50,7 +50,7 @@ pub async fn run(lake: &Lake, command: CatalogCommand) -> anyhow::Result<()> {
                     outln!(
                         "wrote Athena DDL for {} tables and {} queries to {}",
                         tables.present.len(),
-                        athena::QUERIES.len(),
+                        fxpipe::jobs::analytics::REPORTS.len(),
                         path.display()
                     )?;
                 }

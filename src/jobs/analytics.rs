@@ -39,6 +39,34 @@ pub const REPORTS: [(&str, &str); 6] = [
     ),
 ];
 
+/// Which SQL engine a report's text is rendered for. Each report is one file in
+/// `sql/analytics/`, written with placeholders for what the engines spell differently: the
+/// table's name (`{processed}`) and the decimal types of the one division whose scale rules
+/// differ (`{ratio_dividend}`, `{ratio_divisor}`; see `creditworthiness.sql`).
+#[derive(Debug, Clone, Copy)]
+pub enum Dialect<'a> {
+    /// fxpipe's own engine (`fxpipe report`, the HTML report).
+    DataFusion,
+    /// Athena engine v3 (Trino), reading `"database".processed`. The name must already be
+    /// validated (`catalog::Database`): it is quoted, not escaped.
+    Athena { database: &'a str },
+}
+
+/// A report's SQL rendered for `dialect`.
+pub fn render(sql: &str, dialect: Dialect) -> String {
+    let (processed, dividend, divisor) = match dialect {
+        Dialect::DataFusion => ("processed".to_string(), "DECIMAL(38, 2)", "DECIMAL(24, 2)"),
+        Dialect::Athena { database } => (
+            format!("\"{database}\".processed"),
+            "DECIMAL(38, 4)",
+            "DECIMAL(38, 2)",
+        ),
+    };
+    sql.replace("{processed}", &processed)
+        .replace("{ratio_dividend}", dividend)
+        .replace("{ratio_divisor}", divisor)
+}
+
 /// `balance-history --account-currency`: the month-end balance converted, over the
 /// `balance_history` view and `rates`.
 const BALANCE_IN_ACCOUNT_CURRENCY_SQL: &str =
@@ -99,15 +127,15 @@ pub async fn report_with(
             ));
         }
     }
-    plan(engine, sql, name, options).await
+    plan(engine, &sql, name, options).await
 }
 
-/// The SQL of a report, or the error listing the names there are.
-fn report_sql(name: &str) -> Result<&'static str, JobError> {
+/// The SQL of a report for fxpipe's engine, or the error listing the names there are.
+fn report_sql(name: &str) -> Result<String, JobError> {
     REPORTS
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(_, sql)| *sql)
+        .map(|(_, sql)| render(sql, Dialect::DataFusion))
         .ok_or_else(|| {
             let names: Vec<&str> = REPORTS.iter().map(|(n, _)| *n).collect();
             JobError::UnknownReport(name.to_string(), names.join(", "))
@@ -121,7 +149,7 @@ pub async fn plan_registered(
     name: &str,
     options: &ReportOptions,
 ) -> Result<DataFrame, JobError> {
-    plan(engine, report_sql(name)?, name, options).await
+    plan(engine, &report_sql(name)?, name, options).await
 }
 
 async fn plan(
@@ -218,7 +246,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::prelude::SessionContext;
 
-    use super::REPORTS;
+    use super::{render, Dialect, REPORTS};
 
     /// An empty table with the processed table's columns the reports read.
     fn processed_columns() -> RecordBatch {
@@ -249,13 +277,31 @@ mod tests {
     async fn no_report_plans_a_float() -> datafusion::error::Result<()> {
         let ctx = SessionContext::new();
         ctx.register_batch("processed", processed_columns())?;
+        // The Athena text too, read from the default schema (`public`) as a database.
+        let dialects = [Dialect::DataFusion, Dialect::Athena { database: "public" }];
         for (name, sql) in REPORTS {
-            let plan = ctx.sql(sql).await?.into_optimized_plan()?;
-            let shown = plan.display_indent_schema().to_string();
-            assert!(!shown.contains("Float"), "{name} plans a float:\n{shown}");
-            let output = plan.schema().field(0);
-            assert_eq!(output.name(), "base_currency", "{name}");
+            for dialect in dialects {
+                let rendered = render(sql, dialect);
+                let plan = ctx.sql(&rendered).await?.into_optimized_plan()?;
+                let shown = plan.display_indent_schema().to_string();
+                assert!(!shown.contains("Float"), "{name} plans a float:\n{shown}");
+                let output = plan.schema().field(0);
+                assert_eq!(output.name(), "base_currency", "{name}");
+            }
         }
         Ok(())
+    }
+
+    /// Every placeholder a report file uses is one `render` fills, in both dialects.
+    #[test]
+    fn rendering_leaves_no_placeholder() {
+        for (name, sql) in REPORTS {
+            for dialect in [Dialect::DataFusion, Dialect::Athena { database: "bank" }] {
+                let rendered = render(sql, dialect);
+                assert!(!rendered.contains('{'), "{name} ({dialect:?}): {rendered}");
+            }
+        }
+        let athena = render("FROM {processed}", Dialect::Athena { database: "bank" });
+        assert_eq!(athena, "FROM \"bank\".processed");
     }
 }
