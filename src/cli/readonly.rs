@@ -13,15 +13,6 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, Statement, WriteOp};
 use fxpipe::storage::Table;
 
-/// The command that writes a lake table.
-fn writer(table: Table) -> &'static str {
-    match table {
-        Table::Transactions | Table::Rejects | Table::Loads => "fxpipe load",
-        Table::Rates | Table::RatesErrors => "fxpipe ingest",
-        Table::Processed => "fxpipe normalize",
-    }
-}
-
 /// What to do instead, for a statement that names `target` (a table or view, if any).
 fn instead(target: Option<&str>) -> String {
     let table = target.and_then(|name| {
@@ -32,14 +23,14 @@ fn instead(target: Option<&str>) -> String {
         Some(table) => format!(
             "The {} table is changed only by `{}`; `fxpipe vacuum` deletes the files no version needs.",
             table.sql_name(),
-            writer(table)
+            table.writer()
         ),
         None => {
             let mut by_writer: Vec<(&str, Vec<&str>)> = Vec::new();
             for table in Table::ALL {
-                match by_writer.iter_mut().find(|(w, _)| *w == writer(table)) {
+                match by_writer.iter_mut().find(|(w, _)| *w == table.writer()) {
                     Some((_, tables)) => tables.push(table.sql_name()),
-                    None => by_writer.push((writer(table), vec![table.sql_name()])),
+                    None => by_writer.push((table.writer(), vec![table.sql_name()])),
                 }
             }
             let jobs: Vec<String> = by_writer

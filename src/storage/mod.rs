@@ -204,6 +204,16 @@ impl Table {
         }
     }
 
+    /// The one command that writes the table: each keeps its rules (rates once per day,
+    /// every input row loaded or rejected, processed rebuilt from both), so nothing else may.
+    pub fn writer(self) -> &'static str {
+        match self {
+            Table::Transactions | Table::Rejects | Table::Loads => "fxpipe load",
+            Table::Rates | Table::RatesErrors => "fxpipe ingest",
+            Table::Processed => "fxpipe normalize",
+        }
+    }
+
     /// Hive partition columns (`year=YYYY/month=M`), empty for flat tables.
     pub fn partition_columns(self) -> &'static [&'static str] {
         match self {
