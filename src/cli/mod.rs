@@ -101,6 +101,48 @@ fn outcome_unknown(error: &anyhow::Error) -> bool {
     })
 }
 
+/// `fxpipe cluster certs`: a CA and the members' certificates, unless kept.
+fn cluster_certs(certs: &args::ClusterCertsArgs) -> anyhow::Result<()> {
+    let existing = certs.out.join("client").join("cert.pem");
+    if certs.keep_existing && existing.exists() {
+        outln!(
+            "{} already holds a cluster's certificates: kept",
+            certs.out.display()
+        )?;
+        return Ok(());
+    }
+    let written = fxpipe::engine::tls::generate(&certs.out, &certs.hosts, certs.days)?;
+    for member in &written.members {
+        outln!("{}", member.display())?;
+    }
+    outln!(
+        "CA key: {} (keep it off the nodes; it signs new members)",
+        written.ca_key.display()
+    )?;
+    Ok(())
+}
+
+/// The engine the command runs on: the cluster when one is given and the command runs there,
+/// else this process.
+async fn engine_for(cli: &Cli, on_cluster: bool) -> anyhow::Result<Engine> {
+    let extensions = fxpipe::extensions();
+    Ok(match &cli.cluster {
+        Some(address) if on_cluster => {
+            let tls = cli
+                .tls_dir
+                .as_deref()
+                .map(fxpipe::engine::tls::Tls::load)
+                .transpose()?;
+            Engine::cluster(address, cli.cluster_partitions, tls, &extensions).await?
+        }
+        Some(address) => {
+            tracing::info!(%address, "this command runs in this process, not on the cluster");
+            Engine::embedded(&extensions)
+        }
+        None => Engine::embedded(&extensions),
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Gen(command) = &cli.command {
         return jobs::run_gen(command);
@@ -118,23 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Command::Cluster(args::ClusterCommand::Certs(certs)) = &cli.command {
-        let existing = certs.out.join("client").join("cert.pem");
-        if certs.keep_existing && existing.exists() {
-            outln!(
-                "{} already holds a cluster's certificates: kept",
-                certs.out.display()
-            )?;
-            return Ok(());
-        }
-        let written = fxpipe::engine::tls::generate(&certs.out, &certs.hosts, certs.days)?;
-        for member in &written.members {
-            outln!("{}", member.display())?;
-        }
-        outln!(
-            "CA key: {} (keep it off the nodes; it signs new members)",
-            written.ca_key.display()
-        )?;
-        return Ok(());
+        return cluster_certs(certs);
     }
     if let Command::Doctor(args) = &cli.command {
         return doctor::run(&cli, args).await;
@@ -158,22 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Report(_)
             | Command::Run(_)
     );
-    let extensions = fxpipe::extensions();
-    let engine = match &cli.cluster {
-        Some(address) if on_cluster => {
-            let tls = cli
-                .tls_dir
-                .as_deref()
-                .map(fxpipe::engine::tls::Tls::load)
-                .transpose()?;
-            Engine::cluster(address, cli.cluster_partitions, tls, &extensions).await?
-        }
-        Some(address) => {
-            tracing::info!(%address, "this command runs in this process, not on the cluster");
-            Engine::embedded(&extensions)
-        }
-        None => Engine::embedded(&extensions),
-    };
+    let engine = engine_for(&cli, on_cluster).await?;
     engine.attach(&lake);
     let cluster = engine.cluster_address().map(str::to_string);
     let progress = engine.watch_progress(progress::bars_allowed(cli.quiet));

@@ -348,43 +348,21 @@ impl Watcher {
         let Some(jobs) = self.get::<Vec<Job>>("/jobs").await else {
             return;
         };
-        for job in jobs.into_iter().filter(|j| j.job_name == self.job_name) {
+        let ours: Vec<Job> = jobs
+            .into_iter()
+            .filter(|j| j.job_name == self.job_name)
+            .collect();
+        for job in ours {
             let known = self.seen.get(&job.job_id);
             let ended = job.ended();
             // A job that ended and was reported needs no more requests.
             if known.is_some_and(|(j, _)| j.status == job.status) && ended {
                 continue;
             }
-            let mut done = Done {
-                stages: job.completed_stages,
-                num_stages: job.num_stages,
-                ..Done::default()
-            };
-            let mut running = 0;
-            if let Some(stages) = self
-                .get::<Stages>(&format!("/job/{}/stages", job.job_id))
-                .await
-            {
-                for task in stages.stages.iter().flat_map(|s| &s.tasks) {
-                    done.num_tasks += 1;
-                    match task.as_ref().and_then(|t| t.status.as_str()) {
-                        Some("Successful") => done.tasks += 1,
-                        Some("Running") => running += 1,
-                        _ => {}
-                    }
-                }
-            }
+            let (done, running) = self.tasks_of(&job).await;
             let changed = known.is_none_or(|(_, before)| *before != done);
             self.seen.insert(job.job_id.clone(), (job.clone(), done));
-            if let Some(runaway) = self.stages.check(&job.job_id, job.num_stages) {
-                if !ended && !self.guard.cancelled.contains(&job.job_id) {
-                    warn!(job = %job.job_id, "{runaway}");
-                    if self.cancel(&job.job_id).await {
-                        self.guard.cancelled.insert(job.job_id.clone());
-                    }
-                    self.stages.trip(runaway);
-                }
-            }
+            self.stop_runaway(&job, ended).await;
             let verdict = if ended || last {
                 Verdict::Fine
             } else {
@@ -392,65 +370,111 @@ impl Watcher {
                     .verdict(&job.job_id, changed, running, Instant::now())
             };
             if verdict != Verdict::Fine {
-                let stall = self.guard.stall.as_secs();
-                if verdict == Verdict::Stalled {
-                    warn!(
-                        job = %job.job_id,
-                        "cluster job {} has had no running task and no progress for {stall} s \
-                         since an executor left the cluster ({done}): cancelling it to submit \
-                         it again",
-                        job.job_id,
-                    );
-                } else {
-                    warn!(
-                        job = %job.job_id,
-                        "no executor has been alive on the cluster for {stall} s: cancelling \
-                         cluster job {} ({done})",
-                        job.job_id,
-                    );
-                }
-                if self.cancel(&job.job_id).await {
-                    self.guard.cancelled.insert(job.job_id.clone());
-                    let counter = match verdict {
-                        Verdict::Stalled => &self.guard.rescues.stalled,
-                        _ => &self.guard.rescues.stranded,
-                    };
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
+                self.rescue(&job, verdict, done).await;
             }
-            if last || !changed {
-                continue;
-            }
-            let line = format!("job {}: {done}", job.job_id);
-            let quiet = self.quiet.contains(&job.job_id);
-            if self.show_bar && !ended && !quiet && self.bar.is_none() {
-                self.bar = Some(new_bar());
-            }
-            match &self.bar {
-                Some(_) if quiet => {}
-                Some(bar) => {
-                    // Tasks of all stages: the bar fills as the job does, and its rate gives
-                    // the time left.
-                    bar.set_length(done.num_tasks as u64);
-                    bar.set_position(done.tasks as u64);
-                    bar.set_message(format!(
-                        "(stage {}/{}, job {})",
-                        done.stages, done.num_stages, job.job_id
-                    ));
-                }
-                None if self.show_bar => {}
-                None => {
-                    if self.logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                        self.logged = Some(Instant::now());
-                        info!("cluster {line}");
-                    }
-                }
+            if !last && changed {
+                self.show(&job, done, ended);
             }
         }
         let running = self.seen.values().any(|(job, _)| !job.ended());
         if !running {
             if let Some(bar) = self.bar.take() {
                 bar.finish_and_clear();
+            }
+        }
+    }
+
+    /// The job's stages and tasks done, and its tasks running now.
+    async fn tasks_of(&self, job: &Job) -> (Done, usize) {
+        let mut done = Done {
+            stages: job.completed_stages,
+            num_stages: job.num_stages,
+            ..Done::default()
+        };
+        let mut running = 0;
+        if let Some(stages) = self
+            .get::<Stages>(&format!("/job/{}/stages", job.job_id))
+            .await
+        {
+            for task in stages.stages.iter().flat_map(|s| &s.tasks) {
+                done.num_tasks += 1;
+                match task.as_ref().and_then(|t| t.status.as_str()) {
+                    Some("Successful") => done.tasks += 1,
+                    Some("Running") => running += 1,
+                    _ => {}
+                }
+            }
+        }
+        (done, running)
+    }
+
+    /// Cancels a job whose stage count says Ballista is re-planning it without end.
+    async fn stop_runaway(&mut self, job: &Job, ended: bool) {
+        let Some(runaway) = self.stages.check(&job.job_id, job.num_stages) else {
+            return;
+        };
+        if !ended && !self.guard.cancelled.contains(&job.job_id) {
+            warn!(job = %job.job_id, "{runaway}");
+            if self.cancel(&job.job_id).await {
+                self.guard.cancelled.insert(job.job_id.clone());
+            }
+            self.stages.trip(runaway);
+        }
+    }
+
+    /// Cancels a stalled or stranded job (the client submits it again) and counts it.
+    async fn rescue(&mut self, job: &Job, verdict: Verdict, done: Done) {
+        let stall = self.guard.stall.as_secs();
+        if verdict == Verdict::Stalled {
+            warn!(
+                job = %job.job_id,
+                "cluster job {} has had no running task and no progress for {stall} s \
+                 since an executor left the cluster ({done}): cancelling it to submit \
+                 it again",
+                job.job_id,
+            );
+        } else {
+            warn!(
+                job = %job.job_id,
+                "no executor has been alive on the cluster for {stall} s: cancelling \
+                 cluster job {} ({done})",
+                job.job_id,
+            );
+        }
+        if self.cancel(&job.job_id).await {
+            self.guard.cancelled.insert(job.job_id.clone());
+            let counter = match verdict {
+                Verdict::Stalled => &self.guard.rescues.stalled,
+                _ => &self.guard.rescues.stranded,
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The job's progress on the bar (a terminal) or, at most every [`LOG_EVERY`], a log line.
+    fn show(&mut self, job: &Job, done: Done, ended: bool) {
+        let quiet = self.quiet.contains(&job.job_id);
+        if self.show_bar && !ended && !quiet && self.bar.is_none() {
+            self.bar = Some(new_bar());
+        }
+        match &self.bar {
+            Some(_) if quiet => {}
+            Some(bar) => {
+                // Tasks of all stages: the bar fills as the job does, and its rate gives
+                // the time left.
+                bar.set_length(done.num_tasks as u64);
+                bar.set_position(done.tasks as u64);
+                bar.set_message(format!(
+                    "(stage {}/{}, job {})",
+                    done.stages, done.num_stages, job.job_id
+                ));
+            }
+            None if self.show_bar => {}
+            None => {
+                if self.logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    self.logged = Some(Instant::now());
+                    info!("cluster job {}: {done}", job.job_id);
+                }
             }
         }
     }

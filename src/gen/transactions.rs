@@ -111,39 +111,131 @@ fn amount_text(rng: &mut ChaCha8Rng, minor_units: u64, decimals: usize) -> Strin
     }
 }
 
-/// Writes the CSV file. Returns the number of data rows.
-pub fn generate(out: &Path, spec: &TransactionSpec) -> Result<u64, GenError> {
-    if spec.from > spec.to {
-        return Err(GenError::EmptyRange {
-            from: spec.from,
-            to: spec.to,
-        });
+/// One generated transaction, before it is spoiled (or not).
+struct Row<'a> {
+    account: &'a str,
+    date: NaiveDate,
+    value_date: NaiveDate,
+    /// Dates as `2017-06-29 00:00:00` (some exports) instead of `29-Jun-17`.
+    iso: bool,
+    details: &'a str,
+    chq: &'a str,
+    deposit: bool,
+    amount: &'a str,
+    currency: &'a str,
+    balance: &'a str,
+}
+
+impl Row<'_> {
+    /// The row's CSV cells, in the export's column order, into `fields` (cleared first).
+    fn fill(&self, fields: &mut Vec<Vec<u8>>) {
+        fields.clear();
+        let mut push = |s: &str| fields.push(s.as_bytes().to_vec());
+        push(self.account);
+        push(&bank_date(self.date, self.iso));
+        push(self.details);
+        push(self.chq);
+        push(&bank_date(self.value_date, self.iso));
+        if self.deposit {
+            push("");
+            push("");
+            push(self.amount);
+            push(self.currency);
+        } else {
+            push(self.amount);
+            push(self.currency);
+            push("");
+            push("");
+        }
+        push(self.balance);
     }
-    if !(0.0..=1.0).contains(&spec.dirty) {
-        return Err(GenError::Invalid(format!(
-            "--dirty {} is not a fraction between 0 and 1",
-            spec.dirty
-        )));
+}
+
+/// Makes one row malformed, in one of the ways real exports are (and load must reject or
+/// read): a bad date, amount or currency, cells missing or extra, a blank account, a byte
+/// that is not UTF-8.
+fn spoil(fields: &mut Vec<Vec<u8>>, rng: &mut ChaCha8Rng, deposit: bool) {
+    let amount_at = if deposit { 7 } else { 5 };
+    match rng.random_range(0..13) {
+        0 => fields[1] = b"31-Foo-17".to_vec(),
+        1 => fields[4] = b"2017-13-45".to_vec(),
+        2 => fields[amount_at] = b"12.3.4".to_vec(),
+        3 => fields[amount_at + 1] = Vec::new(),
+        4 => fields[amount_at] = Vec::new(),
+        5 => {
+            for field in &mut fields[5..=8] {
+                field.clear();
+            }
+        }
+        6 => fields[amount_at + 1] = b"US$".to_vec(),
+        7 => fields.extend([b"extra".to_vec(), b"cells".to_vec()]),
+        8 => fields[0] = b"  ".to_vec(),
+        9 => fields[amount_at] = b"-500.00".to_vec(),
+        10 => fields[amount_at] = b"10.12345".to_vec(),
+        11 => fields[amount_at + 1] = b"XYZ".to_vec(),
+        _ => fields[2] = b"CAF\xC9 PAYMENT".to_vec(),
     }
-    if spec.accounts == 0 {
-        return Err(GenError::Invalid(
-            "--accounts must be at least 1".to_string(),
-        ));
+}
+
+impl TransactionSpec {
+    /// Refuses an empty range, a `dirty` that is not a fraction and no accounts.
+    fn check(&self) -> Result<(), GenError> {
+        if self.from > self.to {
+            return Err(GenError::EmptyRange {
+                from: self.from,
+                to: self.to,
+            });
+        }
+        if !(0.0..=1.0).contains(&self.dirty) {
+            return Err(GenError::Invalid(format!(
+                "--dirty {} is not a fraction between 0 and 1",
+                self.dirty
+            )));
+        }
+        if self.accounts == 0 {
+            return Err(GenError::Invalid(
+                "--accounts must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
     }
+}
+
+/// Cents as the bank writes the balance: `1234.05`, `-0.50`.
+fn cents_text(cents: i64) -> String {
+    let text = format!("{}.{:02}", cents / 100, (cents % 100).abs());
+    if cents < 0 && cents > -100 {
+        format!("-{text}")
+    } else {
+        text
+    }
+}
+
+/// The output file (and its folder), as a CSV writer that takes rows of any length.
+fn create_csv(out: &Path) -> Result<csv::Writer<std::io::BufWriter<std::fs::File>>, GenError> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| GenError::Io {
             path: parent.to_path_buf(),
             source,
         })?;
     }
+    let file = std::fs::File::create(out).map_err(|source| GenError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(std::io::BufWriter::with_capacity(1 << 20, file)))
+}
+
+/// Writes the CSV file. Returns the number of data rows.
+pub fn generate(out: &Path, spec: &TransactionSpec) -> Result<u64, GenError> {
+    spec.check()?;
+    let mut writer = create_csv(out)?;
     let io = |source| GenError::Io {
         path: out.to_path_buf(),
         source,
     };
-    let file = std::fs::File::create(out).map_err(io)?;
-    let mut writer = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
     let csv_error = |e: csv::Error| GenError::Io {
         path: out.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
@@ -190,54 +282,24 @@ pub fn generate(out: &Path, spec: &TransactionSpec) -> Result<u64, GenError> {
         } else {
             String::new()
         };
-        let balance_text = format!("{}.{:02}", balance / 100, (balance % 100).abs());
-        let balance_text = if balance < 0 && balance > -100 {
-            format!("-{balance_text}")
-        } else {
-            balance_text
-        };
+        let balance_text = cents_text(balance);
 
-        fields.clear();
-        let mut push = |s: &str| fields.push(s.as_bytes().to_vec());
-        push(&account);
-        push(&bank_date(date, iso));
-        push(details);
-        push(&chq);
-        push(&bank_date(value_date, iso));
-        if deposit {
-            push("");
-            push("");
-            push(&amount);
-            push(currency);
-        } else {
-            push(&amount);
-            push(currency);
-            push("");
-            push("");
+        Row {
+            account: &account,
+            date,
+            value_date,
+            iso,
+            details,
+            chq: &chq,
+            deposit,
+            amount: &amount,
+            currency,
+            balance: &balance_text,
         }
-        push(&balance_text);
+        .fill(&mut fields);
 
         if spec.dirty > 0.0 && rng.random_bool(spec.dirty) {
-            let amount_at = if deposit { 7 } else { 5 };
-            match rng.random_range(0..13) {
-                0 => fields[1] = b"31-Foo-17".to_vec(),
-                1 => fields[4] = b"2017-13-45".to_vec(),
-                2 => fields[amount_at] = b"12.3.4".to_vec(),
-                3 => fields[amount_at + 1] = Vec::new(),
-                4 => fields[amount_at] = Vec::new(),
-                5 => {
-                    for i in [5, 6, 7, 8] {
-                        fields[i] = Vec::new();
-                    }
-                }
-                6 => fields[amount_at + 1] = b"US$".to_vec(),
-                7 => fields.extend([b"extra".to_vec(), b"cells".to_vec()]),
-                8 => fields[0] = b"  ".to_vec(),
-                9 => fields[amount_at] = b"-500.00".to_vec(),
-                10 => fields[amount_at] = b"10.12345".to_vec(),
-                11 => fields[amount_at + 1] = b"XYZ".to_vec(),
-                _ => fields[2] = b"CAF\xC9 PAYMENT".to_vec(),
-            }
+            spoil(&mut fields, &mut rng, deposit);
         } else if rng.random_bool(0.03) {
             // Excel drops trailing empty cells.
             fields[9] = Vec::new();

@@ -179,48 +179,44 @@ impl RateSource for EcbSource {
     }
 }
 
+/// The day's one USD quote (units per 1 EUR): without it, no rate of the day can be
+/// expressed per USD.
+fn usd_per_eur(
+    date: NaiveDate,
+    quotes: &[(String, String)],
+    url: &str,
+) -> Result<i128, FetchError> {
+    let missing = |detail: String| FetchError::new(0, "base_currency_missing", detail);
+    let usd_quotes: Vec<&str> = quotes
+        .iter()
+        .filter(|(code, _)| code == "USD")
+        .map(|(_, text)| text.as_str())
+        .collect();
+    match usd_quotes.as_slice() {
+        [text] => match money::parse_scaled(text, RATE_SCALE) {
+            Ok(value) if value > 0 => Ok(value),
+            _ => Err(missing(format!(
+                "{url}: the USD rate on {date} is {text:?}, not a positive decimal, so no rate \
+                 of that day can be expressed per USD"
+            ))),
+        },
+        [] => Err(missing(format!(
+            "{url}: no USD rate on {date}, so no rate of that day can be expressed per USD"
+        ))),
+        _ => Err(missing(format!(
+            "{url}: USD is quoted {} times on {date}",
+            usd_quotes.len()
+        ))),
+    }
+}
+
 /// Converts one day's quotes (units per 1 EUR) to units per 1 USD.
 fn to_usd_base(
     date: NaiveDate,
     quotes: &[(String, String)],
     url: &str,
 ) -> Result<DailyRates, FetchError> {
-    let usd_quotes: Vec<&str> = quotes
-        .iter()
-        .filter(|(code, _)| code == "USD")
-        .map(|(_, text)| text.as_str())
-        .collect();
-    let usd_per_eur = match usd_quotes.as_slice() {
-        [text] => match money::parse_scaled(text, RATE_SCALE) {
-            Ok(value) if value > 0 => value,
-            _ => {
-                return Err(FetchError::new(
-                    0,
-                    "base_currency_missing",
-                    format!(
-                        "{url}: the USD rate on {date} is {text:?}, not a positive decimal, so \
-                         no rate of that day can be expressed per USD"
-                    ),
-                ))
-            }
-        },
-        [] => {
-            return Err(FetchError::new(
-                0,
-                "base_currency_missing",
-                format!(
-                    "{url}: no USD rate on {date}, so no rate of that day can be expressed per USD"
-                ),
-            ))
-        }
-        _ => {
-            return Err(FetchError::new(
-                0,
-                "base_currency_missing",
-                format!("{url}: USD is quoted {} times on {date}", usd_quotes.len()),
-            ))
-        }
-    };
+    let usd_per_eur = usd_per_eur(date, quotes, url)?;
     let per_usd = |per_eur: i128| {
         money::convert_to_scale(
             (1, 0),

@@ -499,17 +499,8 @@ fn progress_bar(days: usize) -> ProgressBar {
     bar
 }
 
-/// Fetches every date in `options.from..=options.to` not yet stored (all with `force`),
-/// `concurrency` at a time and, for sources with quotas, at most `requests_per_second`, and stores the rates relative to
-/// the base currency, committing every batch. `stop` ends the run early: the days in flight
-/// finish and are committed, no new day starts.
-pub async fn ingest(
-    engine: &Engine,
-    lake: &Lake,
-    source: &dyn RateSource,
-    options: &IngestOptions,
-    stop: &CancellationToken,
-) -> Result<IngestReport, IngestError> {
+/// Refuses an empty range and a pace of zero before anything is fetched.
+fn check_options(options: &IngestOptions) -> Result<(), IngestError> {
     let (from, to) = (options.from, options.to);
     if from > to {
         return Err(IngestError::EmptyRange { from, to });
@@ -522,12 +513,17 @@ pub async fn ingest(
             "--concurrency and --requests-per-second must be above 0".to_string(),
         ));
     }
-    let started = Instant::now();
-    let mut report = IngestReport {
-        source: source.describe(),
-        base_currency: options.base_currency.clone(),
-        ..Default::default()
-    };
+    Ok(())
+}
+
+/// The days of the range not stored yet (all of them with `force`), counted in the report.
+async fn dates_to_fetch(
+    engine: &Engine,
+    lake: &Lake,
+    options: &IngestOptions,
+    report: &mut IngestReport,
+) -> Result<Vec<NaiveDate>, IngestError> {
+    let (from, to) = (options.from, options.to);
     let all: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
     report.dates_requested = all.len() as u64;
     let stored = if options.force {
@@ -543,16 +539,23 @@ pub async fn ingest(
             "already stored, not fetched again (--force fetches them)"
         );
     }
+    Ok(dates)
+}
 
-    let bar = (options.progress_bar && !dates.is_empty()).then(|| progress_bar(dates.len()));
+/// The days fetched `concurrency` at a time and in date order, at most `requests_per_second`
+/// for sources with quotas; no new day starts once `halt` is cancelled.
+fn fetch_days<'a>(
+    source: &'a dyn RateSource,
+    dates: Vec<NaiveDate>,
+    options: &IngestOptions,
+    halt: &'a CancellationToken,
+) -> impl futures::Stream<Item = (NaiveDate, Result<oer::DailyRates, FetchError>)> + 'a {
     let interval = std::time::Duration::from_secs_f64(1.0 / options.requests_per_second);
-    let pace = tokio::sync::Mutex::new(tokio::time::interval(interval));
-    // Stops taking new days on a signal, or once the key is refused.
-    let halt = stop.child_token();
-    let mut fetched = futures::stream::iter(dates)
+    let pace = Arc::new(tokio::sync::Mutex::new(tokio::time::interval(interval)));
+    futures::stream::iter(dates)
         .take_while(|_| std::future::ready(!halt.is_cancelled()))
-        .map(|date| {
-            let pace = &pace;
+        .map(move |date| {
+            let pace = pace.clone();
             async move {
                 if source.paced() {
                     pace.lock().await.tick().await;
@@ -560,15 +563,64 @@ pub async fn ingest(
                 (date, source.fetch(date).await)
             }
         })
-        .buffered(options.concurrency);
+        .buffered(options.concurrency)
+}
 
+/// A bar on a terminal, else a log line every 5 seconds.
+struct Progress {
+    bar: Option<ProgressBar>,
+    logged: Instant,
+}
+
+impl Progress {
+    fn day_done(&mut self, date: NaiveDate, report: &IngestReport) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!("{} failed", report.failures.len()));
+        } else if self.logged.elapsed().as_secs() >= 5 {
+            self.logged = Instant::now();
+            info!(
+                date = %date,
+                ingested = report.dates_ingested,
+                failed = report.failures.len(),
+                "ingesting"
+            );
+        }
+    }
+}
+
+/// Fetches every date in `options.from..=options.to` not yet stored (all with `force`),
+/// `concurrency` at a time and, for sources with quotas, at most `requests_per_second`, and stores the rates relative to
+/// the base currency, committing every batch. `stop` ends the run early: the days in flight
+/// finish and are committed, no new day starts.
+pub async fn ingest(
+    engine: &Engine,
+    lake: &Lake,
+    source: &dyn RateSource,
+    options: &IngestOptions,
+    stop: &CancellationToken,
+) -> Result<IngestReport, IngestError> {
+    check_options(options)?;
+    let started = Instant::now();
+    let mut report = IngestReport {
+        source: source.describe(),
+        base_currency: options.base_currency.clone(),
+        ..Default::default()
+    };
+    let dates = dates_to_fetch(engine, lake, options, &mut report).await?;
+    let mut progress = Progress {
+        bar: (options.progress_bar && !dates.is_empty()).then(|| progress_bar(dates.len())),
+        logged: Instant::now(),
+    };
+    // Stops taking new days on a signal, or once the key is refused.
+    let halt = stop.child_token();
+    let mut fetched = fetch_days(source, dates, options, &halt);
     let batch_days = options
         .batch_days
         .unwrap_or(if source.paced() { 30 } else { usize::MAX })
         .max(1);
     let mut batch = Batch::default();
     let mut batch_started = Instant::now();
-    let mut logged = Instant::now();
     while let Some((date, day)) = fetched.next().await {
         let day = validate(source, date, day);
         if let (Err(error), None) = (&day, &report.stopped) {
@@ -585,18 +637,7 @@ pub async fn ingest(
             date,
             day,
         );
-        if let Some(bar) = &bar {
-            bar.inc(1);
-            bar.set_message(format!("{} failed", report.failures.len()));
-        } else if logged.elapsed().as_secs() >= 5 {
-            logged = Instant::now();
-            info!(
-                date = %date,
-                ingested = report.dates_ingested,
-                failed = report.failures.len(),
-                "ingesting"
-            );
-        }
+        progress.day_done(date, &report);
         if batch.attempted.len() >= batch_days
             || batch_started.elapsed().as_secs() >= options.batch_seconds
         {
@@ -622,9 +663,20 @@ pub async fn ingest(
         &mut report,
     )
     .await?;
-    if let Some(bar) = bar {
+    if let Some(bar) = progress.bar {
         bar.finish_and_clear();
     }
+    finish(&mut report, source, stop, started);
+    Ok(report)
+}
+
+/// The report's last fields, once every batch is committed.
+fn finish(
+    report: &mut IngestReport,
+    source: &dyn RateSource,
+    stop: &CancellationToken,
+    started: Instant,
+) {
     if stop.is_cancelled() && report.stopped.is_none() {
         report.stopped =
             Some("stopped by a signal; the days fetched so far are stored".to_string());
@@ -637,7 +689,6 @@ pub async fn ingest(
         skipped = report.dates_skipped,
         "ingested"
     );
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -104,6 +104,28 @@ pub async fn last_recorded(lake: &Lake) -> Result<Option<Recorded>, StorageError
     Ok(None)
 }
 
+impl Recorded {
+    /// Why every month must be recomputed against this earlier record: a setting that
+    /// changes every converted row did change.
+    fn rewrites_all(&self, now: &Recorded) -> Option<String> {
+        for (what, before, after) in [
+            ("base currency", &self.base_currency, &now.base_currency),
+            ("converted columns", &self.column_suffix, &now.column_suffix),
+            ("normalize SQL", &self.sql, &now.sql),
+        ] {
+            if before != after {
+                return Some(format!("the {what} changed ({before} → {after})"));
+            }
+        }
+        (self.max_rate_age_days != now.max_rate_age_days).then(|| {
+            format!(
+                "the maximum rate age changed ({} → {} days)",
+                self.max_rate_age_days, now.max_rate_age_days
+            )
+        })
+    }
+}
+
 /// The months to recompute, comparing `now` with the last normalize's record.
 pub async fn plan(
     engine: &Engine,
@@ -117,22 +139,8 @@ pub async fn plan(
             "no earlier normalize recorded what it read".to_string(),
         ));
     };
-    for (what, before, after) in [
-        ("base currency", &last.base_currency, &now.base_currency),
-        ("converted columns", &last.column_suffix, &now.column_suffix),
-        ("normalize SQL", &last.sql, &now.sql),
-    ] {
-        if before != after {
-            return Ok(Plan::Full(format!(
-                "the {what} changed ({before} → {after})"
-            )));
-        }
-    }
-    if last.max_rate_age_days != now.max_rate_age_days {
-        return Ok(Plan::Full(format!(
-            "the maximum rate age changed ({} → {} days)",
-            last.max_rate_age_days, now.max_rate_age_days
-        )));
+    if let Some(reason) = last.rewrites_all(now) {
+        return Ok(Plan::Full(reason));
     }
     if last.transactions_version == now.transactions_version
         && last.rates_version == now.rates_version

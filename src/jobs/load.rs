@@ -166,8 +166,7 @@ async fn load_on_cluster(
     files: &[Input],
     options: &LoadOptions,
 ) -> Result<LoadReport, JobError> {
-    use super::load_tasks::{self, ParseFile, ParseNode, ParseSpec};
-    use crate::storage::inputs::InputRef;
+    use super::load_tasks::{self, ParseNode};
     let started = Instant::now();
     // The bookkeeping (what is loaded, what to replace) reads the lake here, through delta-rs.
     let local = Engine::embedded(cluster.extensions());
@@ -196,11 +195,48 @@ async fn load_on_cluster(
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
-    let spec = ParseSpec {
+    let spec = parse_spec(lake, options, &todo, &identities);
+    let batches = cluster
+        .collect(ParseNode::new(spec)?.into_plan())
+        .instrument(info_span!("parse on the cluster", files = todo.len()))
+        .await?;
+    let outcomes = load_tasks::outcomes(&batches)?;
+    let mut pending = in_command_line_order(outcomes, identities, stamped)?.into_iter();
+    while let Some((source_file, stamp, outcome)) = pending.next() {
+        let span = info_span!("load", file = %source_file);
+        let committed = commit_outcome(&local, lake, &source_file, stamp.as_deref(), outcome)
+            .instrument(span)
+            .await;
+        match committed {
+            Ok(mut file) => {
+                file.elapsed_ms = started.elapsed().as_millis() as u64;
+                report.add(file);
+            }
+            Err(error) => {
+                // The later files were staged too, and will never be committed.
+                discard_staged(lake, pending).await?;
+                return Err(error);
+            }
+        }
+    }
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// What the cluster's parse tasks read and where they stage the rows and rejects.
+fn parse_spec(
+    lake: &Lake,
+    options: &LoadOptions,
+    todo: &[&Input],
+    identities: &[String],
+) -> super::load_tasks::ParseSpec {
+    use super::load_tasks::{ParseFile, ParseSpec};
+    use crate::storage::inputs::InputRef;
+    ParseSpec {
         files: todo
             .iter()
             .copied()
-            .zip(&identities)
+            .zip(identities)
             .map(|(input, source_file)| ParseFile {
                 // A local file by its canonical path, which every node must see.
                 input: match input.reference() {
@@ -218,55 +254,50 @@ async fn load_on_cluster(
         .to_string(),
         transactions: WriteTarget::of(lake, Table::Transactions, None, false),
         rejects: WriteTarget::of(lake, Table::Rejects, None, false),
-    };
-    let batches = cluster
-        .collect(ParseNode::new(spec)?.into_plan())
-        .instrument(info_span!("parse on the cluster", files = todo.len()))
-        .await?;
-    // The tasks end in any order; the commits follow the command line's.
-    let mut outcomes = load_tasks::outcomes(&batches)?;
-    let mut ordered = Vec::new();
-    for (source_file, stamp) in identities.iter().zip(stamped) {
+    }
+}
+
+/// A cluster-staged file: its identity, its stamp and what its task staged.
+type StagedOutcome = (String, Option<String>, super::load_tasks::Outcome);
+
+/// The tasks end in any order; the commits follow the command line's.
+fn in_command_line_order(
+    mut outcomes: Vec<(String, super::load_tasks::Outcome)>,
+    identities: Vec<String>,
+    stamped: Vec<Option<String>>,
+) -> Result<Vec<StagedOutcome>, JobError> {
+    let mut ordered = Vec::with_capacity(identities.len());
+    for (source_file, stamp) in identities.into_iter().zip(stamped) {
         let at = outcomes
             .iter()
-            .position(|(f, _)| f == source_file)
+            .position(|(f, _)| *f == source_file)
             .ok_or_else(|| {
                 JobError::Invalid(format!("the cluster returned nothing for {source_file}"))
             })?;
         let (file, outcome) = outcomes.swap_remove(at);
         ordered.push((file, stamp, outcome));
     }
-    let mut pending = ordered.into_iter();
-    while let Some((source_file, stamp, outcome)) = pending.next() {
-        let span = info_span!("load", file = %source_file);
-        let committed = commit_outcome(&local, lake, &source_file, stamp.as_deref(), outcome)
-            .instrument(span)
-            .await;
-        match committed {
-            Ok(mut file) => {
-                file.elapsed_ms = started.elapsed().as_millis() as u64;
-                report.add(file);
-            }
-            Err(error) => {
-                // The later files were staged too, and will never be committed.
-                for (later, _, outcome) in pending {
-                    let Ok(parsed) = outcome else { continue };
-                    for (table, adds) in [
-                        (Table::Transactions, parsed.rows),
-                        (Table::Rejects, parsed.rejects),
-                    ] {
-                        let discarded = StagedFiles::from_adds(lake, table, adds)?.discard().await;
-                        if let Err(e) = discarded {
-                            warn!(source_file = %later, "could not delete staged files: {e}");
-                        }
-                    }
-                }
-                return Err(error);
+    Ok(ordered)
+}
+
+/// Deletes the files the cluster staged for loads that will not be committed.
+async fn discard_staged(
+    lake: &Lake,
+    pending: impl Iterator<Item = StagedOutcome>,
+) -> Result<(), JobError> {
+    for (later, _, outcome) in pending {
+        let Ok(parsed) = outcome else { continue };
+        for (table, adds) in [
+            (Table::Transactions, parsed.rows),
+            (Table::Rejects, parsed.rejects),
+        ] {
+            let discarded = StagedFiles::from_adds(lake, table, adds)?.discard().await;
+            if let Err(e) = discarded {
+                warn!(source_file = %later, "could not delete staged files: {e}");
             }
         }
     }
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(report)
+    Ok(())
 }
 
 /// Commits one file a cluster task staged, as [`load_file`] does after its own parse.
@@ -429,17 +460,11 @@ async fn commit_file(
         content,
     } = parsed;
     // Every check that can refuse the load runs before the first commit.
+    let prepare =
+        |table, opened| staged::prepare_replace(ctx, table, opened, "source_file", source_file);
     let replacements = [
-        staged::prepare_replace(
-            ctx,
-            Table::Transactions,
-            &tables[0],
-            "source_file",
-            source_file,
-        )
-        .await?,
-        staged::prepare_replace(ctx, Table::Rejects, &tables[1], "source_file", source_file)
-            .await?,
+        prepare(Table::Transactions, &tables[0]).await?,
+        prepare(Table::Rejects, &tables[1]).await?,
     ];
     let LoadsLookup {
         had_loads_row,
@@ -451,32 +476,15 @@ async fn commit_file(
         rows.discard().await?;
         rejects.discard().await?;
         *committed = 2;
-        // The same path, touched but unchanged: its new stamp, so the next run skips it unread.
-        if earlier == source_file && had_loads_row {
-            if let Some(stamp) = stamp {
-                restamp_loads_row(engine, lake, source_file, stamp).await?;
-            }
-        }
-        // Rows a failed earlier load of this path left without a loads row would otherwise
-        // be counted beside the same content under `earlier`.
-        let mut orphans = 0;
-        if !had_loads_row {
-            for (table, replacement) in tables.iter().zip(replacements) {
-                if replacement.rows > 0 {
-                    orphans += staged::commit_replacing_retried(
-                        lake,
-                        ctx,
-                        table,
-                        None,
-                        replacement,
-                        "source_file",
-                        source_file,
-                    )
-                    .await?
-                    .rows_removed;
-                }
-            }
-        }
+        let known = Known {
+            engine,
+            lake,
+            source_file,
+            stamp,
+            tables,
+            had_loads_row,
+        };
+        let orphans = known.tidy(&earlier, replacements).await?;
         return Ok(FileLoad::skipped(
             source_file.to_string(),
             content.hash,
@@ -491,31 +499,32 @@ async fn commit_file(
         replace_loads_row(engine, lake, source_file, None).await?;
     }
     faults::after("load:loads-cleared")?;
-    let [rows_replacement, rejects_replacement] = replacements;
-    let replaced_rows = staged::commit_replacing_retried(
-        lake,
-        ctx,
-        &tables[0],
-        Some(&rows),
-        rows_replacement,
-        "source_file",
-        source_file,
-    )
-    .await?;
-    *committed = 1;
-    faults::after("load:transactions")?;
-    let replaced_rejects = staged::commit_replacing_retried(
-        lake,
-        ctx,
-        &tables[1],
-        Some(&rejects),
-        rejects_replacement,
-        "source_file",
-        source_file,
-    )
-    .await?;
-    *committed = 2;
-    faults::after("load:rejects")?;
+    // Transactions, then rejects; `committed` says how far it got if one fails.
+    let mut replaced_rows = 0;
+    let mut version = 0;
+    let sides = [(&rows, "load:transactions"), (&rejects, "load:rejects")];
+    for (i, ((files, fault), (table, replacement))) in sides
+        .into_iter()
+        .zip(tables.iter().zip(replacements))
+        .enumerate()
+    {
+        let replaced = staged::commit_replacing_retried(
+            lake,
+            ctx,
+            table,
+            Some(files),
+            replacement,
+            "source_file",
+            source_file,
+        )
+        .await?;
+        *committed = i + 1;
+        faults::after(fault)?;
+        replaced_rows += replaced.rows_removed;
+        if i == 0 {
+            version = replaced.version;
+        }
+    }
     replace_loads_row(engine, lake, source_file, Some((&content, &counts, stamp))).await?;
 
     info!(%source_file, rows_read = counts.rows_read, rows_loaded = counts.rows_loaded,
@@ -524,10 +533,60 @@ async fn commit_file(
         source_file.to_string(),
         content.hash,
         counts,
-        replaced_rows.rows_removed + replaced_rejects.rows_removed,
-        replaced_rows.version,
+        replaced_rows,
+        version,
         0,
     ))
+}
+
+/// A file whose content is already loaded (under this path or another), and what its path
+/// had in the lake.
+struct Known<'a> {
+    engine: &'a Engine,
+    lake: &'a Lake,
+    source_file: &'a str,
+    stamp: Option<&'a str>,
+    tables: &'a [DeltaTable; 2],
+    had_loads_row: bool,
+}
+
+impl Known<'_> {
+    /// Leaves the lake as if the file had been loaded cleanly: the same path touched but
+    /// unchanged gets its new stamp (so the next run skips it unread), and rows a failed
+    /// earlier load of this path left without a loads row are removed (they would otherwise
+    /// be counted beside the same content under `earlier`). Returns the rows removed.
+    async fn tidy(
+        &self,
+        earlier: &str,
+        replacements: [staged::Replacement; 2],
+    ) -> Result<u64, JobError> {
+        let (engine, lake, source_file) = (self.engine, self.lake, self.source_file);
+        if earlier == source_file && self.had_loads_row {
+            if let Some(stamp) = self.stamp {
+                restamp_loads_row(engine, lake, source_file, stamp).await?;
+            }
+        }
+        let mut orphans = 0;
+        if self.had_loads_row {
+            return Ok(orphans);
+        }
+        for (table, replacement) in self.tables.iter().zip(replacements) {
+            if replacement.rows > 0 {
+                orphans += staged::commit_replacing_retried(
+                    lake,
+                    engine.ctx(),
+                    table,
+                    None,
+                    replacement,
+                    "source_file",
+                    source_file,
+                )
+                .await?
+                .rows_removed;
+            }
+        }
+        Ok(orphans)
+    }
 }
 
 pub(crate) type SharedHasher = Arc<Mutex<blake3::Hasher>>;

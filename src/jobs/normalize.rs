@@ -187,40 +187,8 @@ pub async fn normalize(
         max_rate_age_days: options.max_rate_age_days,
         ..Default::default()
     };
-    let ctx = engine.ctx();
-    {
-        let state = ctx.state_ref();
-        let mut state = state.write();
-        let options = state.config_mut().options_mut();
-        // The rate calendar (the build side of both joins) is small: broadcast it to every
-        // partition of the transactions instead of hash-repartitioning millions of rows twice.
-        // DataFusion cannot tell it is small (no row count after the unnest), so say so here.
-        options.optimizer.repartition_joins = false;
-        // Larger batches than DataFusion's 8192 rows: the writer splits every batch by year
-        // and month, so an 8192-row batch of five years reaches each of its ~60 partition
-        // writers as ~140 rows, and the Parquet writer's per-call cost dominated. With 32768
-        // rows normalize took ~16% less time at 1M rows and ~20% at 10M, for 4-8% more memory
-        // (benches/README.md, findings).
-        options.execution.batch_size =
-            datafusion::common::config::ConfigNonZeroUsize::try_new(NORMALIZE_BATCH_ROWS)?;
-    }
-    let Some(transactions_log) = engine
-        .register_table_opened(lake, Table::Transactions)
-        .await?
-    else {
-        return Err(JobError::MissingTable(
-            "transactions",
-            "run `fxpipe load FILE.csv` first",
-        ));
-    };
-    // The version registered for the join is the one recorded: a second open could see an
-    // ingest that committed in between, which the next `--changed` would then miss.
-    let Some(rates_log) = engine.register_table_opened(lake, Table::Rates).await? else {
-        return Err(JobError::MissingTable(
-            "rates",
-            "run `fxpipe ingest --source file://DIR --from D1 --to D2` first",
-        ));
-    };
+    tune_session(engine)?;
+    let (transactions_log, rates_log) = open_inputs(engine, lake).await?;
     if options.max_rate_age_days > MAX_RATE_AGE_DAYS {
         return Err(JobError::Invalid(format!(
             "max rate age {} days is out of range: 0 to {MAX_RATE_AGE_DAYS} days",
@@ -235,56 +203,15 @@ pub async fn normalize(
     );
     report.transactions_version = recorded.transactions_version;
     report.rates_version = recorded.rates_version;
-    let selection = match options.months {
-        Some((from, to)) => Selection::Range(from, to),
-        None if options.changed => {
-            match changes::plan(engine, lake, &recorded, &transactions_log, &rates_log).await? {
-                changes::Plan::UpToDate => {
-                    report.up_to_date = true;
-                    report.processed_version = processed_version(lake).await?;
-                    info!(
-                        transactions = recorded.transactions_version,
-                        rates = recorded.rates_version,
-                        "processed is up to date"
-                    );
-                    return Ok(report);
-                }
-                changes::Plan::Full(reason) => {
-                    report.recomputed_because = Some(reason);
-                    Selection::Whole
-                }
-                changes::Plan::Months(months) => {
-                    report.months_recomputed = months
-                        .iter()
-                        .map(|(month, why)| (month.to_string(), why.iter().cloned().collect()))
-                        .collect();
-                    Selection::Months(months.into_keys().collect())
-                }
-            }
-        }
-        None => Selection::Whole,
+    let inputs = (&transactions_log, &rates_log);
+    let Some(selection) = select(engine, lake, options, &recorded, inputs, &mut report).await?
+    else {
+        return Ok(report);
     };
     if selection != Selection::Whole {
         check_same_base(engine, lake, options).await?;
     }
-
-    let mut transactions = ctx.table("transactions").await?;
-    match &selection {
-        Selection::Whole => {}
-        Selection::Range(from, to) => {
-            let date = col("date");
-            transactions = transactions.filter(
-                (datafusion::functions::expr_fn::date_part(lit("year"), date.clone()) * lit(100)
-                    + datafusion::functions::expr_fn::date_part(lit("month"), date))
-                .between(lit(from.key()), lit(to.key())),
-            )?;
-        }
-        Selection::Months(months) => {
-            if let Some(filter) = dated_in(months) {
-                transactions = transactions.filter(filter)?;
-            }
-        }
-    }
+    let transactions = selected_transactions(engine, &selection).await?;
     let counted = match selection {
         Selection::Whole => counted_in_log(&transactions_log, options).await?,
         _ => None,
@@ -322,6 +249,117 @@ pub async fn normalize(
     Ok(report)
 }
 
+/// Session settings of a normalize run.
+fn tune_session(engine: &Engine) -> Result<(), JobError> {
+    let ctx = engine.ctx();
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let options = state.config_mut().options_mut();
+    // The rate calendar (the build side of both joins) is small: broadcast it to every
+    // partition of the transactions instead of hash-repartitioning millions of rows twice.
+    // DataFusion cannot tell it is small (no row count after the unnest), so say so here.
+    options.optimizer.repartition_joins = false;
+    // Larger batches than DataFusion's 8192 rows: the writer splits every batch by year
+    // and month, so an 8192-row batch of five years reaches each of its ~60 partition
+    // writers as ~140 rows, and the Parquet writer's per-call cost dominated. With 32768
+    // rows normalize took ~16% less time at 1M rows and ~20% at 10M, for 4-8% more memory
+    // (benches/README.md, findings).
+    options.execution.batch_size =
+        datafusion::common::config::ConfigNonZeroUsize::try_new(NORMALIZE_BATCH_ROWS)?;
+    Ok(())
+}
+
+/// Registers `transactions` and `rates` for the join and returns the versions registered.
+async fn open_inputs(
+    engine: &Engine,
+    lake: &Lake,
+) -> Result<(deltalake::DeltaTable, deltalake::DeltaTable), JobError> {
+    let Some(transactions_log) = engine
+        .register_table_opened(lake, Table::Transactions)
+        .await?
+    else {
+        return Err(JobError::MissingTable(
+            "transactions",
+            "run `fxpipe load FILE.csv` first",
+        ));
+    };
+    // The version registered for the join is the one recorded: a second open could see an
+    // ingest that committed in between, which the next `--changed` would then miss.
+    let Some(rates_log) = engine.register_table_opened(lake, Table::Rates).await? else {
+        return Err(JobError::MissingTable(
+            "rates",
+            "run `fxpipe ingest --source file://DIR --from D1 --to D2` first",
+        ));
+    };
+    Ok((transactions_log, rates_log))
+}
+
+/// The months this run recomputes: those asked for, those whose inputs changed since the last
+/// run (`--changed`), or all. `None` when `--changed` finds nothing to do (the report says so).
+async fn select(
+    engine: &Engine,
+    lake: &Lake,
+    options: &NormalizeOptions,
+    recorded: &changes::Recorded,
+    (transactions_log, rates_log): (&deltalake::DeltaTable, &deltalake::DeltaTable),
+    report: &mut NormalizeReport,
+) -> Result<Option<Selection>, JobError> {
+    if let Some((from, to)) = options.months {
+        return Ok(Some(Selection::Range(from, to)));
+    }
+    if !options.changed {
+        return Ok(Some(Selection::Whole));
+    }
+    Ok(
+        match changes::plan(engine, lake, recorded, transactions_log, rates_log).await? {
+            changes::Plan::UpToDate => {
+                report.up_to_date = true;
+                report.processed_version = processed_version(lake).await?;
+                info!(
+                    transactions = recorded.transactions_version,
+                    rates = recorded.rates_version,
+                    "processed is up to date"
+                );
+                None
+            }
+            changes::Plan::Full(reason) => {
+                report.recomputed_because = Some(reason);
+                Some(Selection::Whole)
+            }
+            changes::Plan::Months(months) => {
+                report.months_recomputed = months
+                    .iter()
+                    .map(|(month, why)| (month.to_string(), why.iter().cloned().collect()))
+                    .collect();
+                Some(Selection::Months(months.into_keys().collect()))
+            }
+        },
+    )
+}
+
+/// The registered transactions, filtered to the selected months.
+async fn selected_transactions(
+    engine: &Engine,
+    selection: &Selection,
+) -> Result<datafusion::dataframe::DataFrame, JobError> {
+    let transactions = engine.ctx().table("transactions").await?;
+    Ok(match selection {
+        Selection::Whole => transactions,
+        Selection::Range(from, to) => {
+            let date = col("date");
+            transactions.filter(
+                (datafusion::functions::expr_fn::date_part(lit("year"), date.clone()) * lit(100)
+                    + datafusion::functions::expr_fn::date_part(lit("month"), date))
+                .between(lit(from.key()), lit(to.key())),
+            )?
+        }
+        Selection::Months(months) => match dated_in(months) {
+            Some(filter) => transactions.filter(filter)?,
+            None => transactions,
+        },
+    })
+}
+
 /// The rate calendar of `sql/rate_calendar.sql`, computed here (from the rates of the dates
 /// the transactions can use) and registered as `rate_calendar` for the join: see
 /// [`crate::engine::broadcast`].
@@ -351,6 +389,47 @@ async fn rate_calendar(
         .await?)
 }
 
+/// The converted rows (`sql/normalize.sql`) of the selected months.
+async fn converted(
+    engine: &Engine,
+    options: &NormalizeOptions,
+    selection: &Selection,
+) -> Result<datafusion::dataframe::DataFrame, JobError> {
+    let normalized = engine
+        .ctx()
+        .sql(NORMALIZE_SQL)
+        .await?
+        .with_param_values(vec![ScalarValue::Utf8(Some(options.base_currency.clone()))])?;
+    Ok(match selection {
+        Selection::Range(from, to) => normalized.filter(months_between(*from, *to))?,
+        // On `date` itself, which the optimizer pushes through the joins to the
+        // transactions' scan, where Parquet statistics skip the other months' files.
+        Selection::Months(months) => match dated_in(months) {
+            Some(filter) => normalized.filter(filter)?,
+            None => normalized,
+        },
+        Selection::Whole => normalized,
+    })
+}
+
+/// Why the written files must not be committed: `--strict` with unconverted amounts, or rows
+/// that do not reconcile.
+fn refusal(options: &NormalizeOptions, report: &NormalizeReport) -> Option<JobError> {
+    if options.strict && report.unconverted > 0 {
+        Some(JobError::Unconverted {
+            count: report.unconverted,
+            detail: unconverted_detail(report),
+        })
+    } else if report.rows_written != report.rows_in {
+        Some(JobError::Invalid(format!(
+            "rows do not reconcile: {} transactions in, {} rows out of the join; nothing was written",
+            report.rows_in, report.rows_written
+        )))
+    } else {
+        None
+    }
+}
+
 /// Joins the transactions with the registered rate calendar, writes the processed table's
 /// files and commits them (or deletes them when the counts refuse the result).
 async fn convert_and_commit(
@@ -361,25 +440,7 @@ async fn convert_and_commit(
     recorded: &changes::Recorded,
     report: &mut NormalizeReport,
 ) -> Result<(), JobError> {
-    let mut normalized = engine
-        .ctx()
-        .sql(NORMALIZE_SQL)
-        .await?
-        .with_param_values(vec![ScalarValue::Utf8(Some(options.base_currency.clone()))])?;
-    match selection {
-        Selection::Range(from, to) => {
-            normalized = normalized.filter(months_between(*from, *to))?;
-        }
-        // On `date` itself, which the optimizer pushes through the joins to the
-        // transactions' scan, where Parquet statistics skip the other months' files.
-        Selection::Months(months) => {
-            if let Some(filter) = dated_in(months) {
-                normalized = normalized.filter(filter)?;
-            }
-        }
-        Selection::Whole => {}
-    }
-
+    let mut normalized = converted(engine, options, selection).await?;
     // The write node writes the files in as many tasks as there are partitions (here or on
     // the executors); this process checks their tallies, then commits them once.
     let stage = Instant::now();
@@ -402,20 +463,7 @@ async fn convert_and_commit(
     fill(&written.tally, report);
     report.files_written = written.adds.len() as u64;
     report.write_tasks = written.tasks as u64;
-    let refusal = if options.strict && report.unconverted > 0 {
-        Some(JobError::Unconverted {
-            count: report.unconverted,
-            detail: unconverted_detail(report),
-        })
-    } else if report.rows_written != report.rows_in {
-        Some(JobError::Invalid(format!(
-            "rows do not reconcile: {} transactions in, {} rows out of the join; nothing was written",
-            report.rows_in, report.rows_written
-        )))
-    } else {
-        None
-    };
-    if let Some(refusal) = refusal {
+    if let Some(refusal) = refusal(options, report) {
         discard(lake, written.adds).await;
         return Err(refusal);
     }

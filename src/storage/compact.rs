@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::DataType;
-use datafusion::prelude::{col, lit, Expr, SessionContext};
+use datafusion::prelude::{col, lit, DataFrame, Expr, SessionContext};
 use deltalake::kernel::transaction::{CommitBuilder, TableReference};
 use deltalake::kernel::{Action, Remove, Transaction};
 use deltalake::protocol::DeltaOperation;
@@ -107,6 +107,51 @@ struct Bin {
     removes: Vec<Remove>,
 }
 
+impl Bin {
+    /// The rows of this bin's partition.
+    fn partition_filter(&self, scan: &DataFrame) -> datafusion::error::Result<Expr> {
+        let mut filter = lit(true);
+        for (column, value) in &self.partition {
+            let field = scan.schema().field_with_unqualified_name(column)?;
+            filter = filter.and(match value {
+                None => col(column.as_str()).is_null(),
+                Some(text) => col(column.as_str()).eq(datafusion::logical_expr::cast(
+                    lit(text.clone()),
+                    field.data_type().clone(),
+                )),
+            });
+        }
+        Ok(filter)
+    }
+
+    /// The names the scan gives this bin's files (of the partition's, those to rewrite), as
+    /// literals to filter on.
+    async fn files_to_rewrite(
+        &self,
+        in_partition: DataFrame,
+    ) -> datafusion::error::Result<Vec<Expr>> {
+        let names = in_partition
+            .aggregate(vec![col(FILE_COLUMN)], vec![])?
+            .collect()
+            .await?;
+        let wanted: Vec<String> = self.removes.iter().map(|r| decoded(&r.path)).collect();
+        let mut chosen: Vec<Expr> = Vec::new();
+        for batch in &names {
+            let column = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+            for name in column.as_string::<i32>().iter().flatten() {
+                let plain = decoded(name);
+                if wanted
+                    .iter()
+                    .any(|w| plain == *w || plain.ends_with(&format!("/{w}")))
+                {
+                    chosen.push(lit(name.to_string()));
+                }
+            }
+        }
+        Ok(chosen)
+    }
+}
+
 /// The small files of one version, written again and not yet committed.
 struct Rewritten {
     written: staged::StagedFiles,
@@ -146,45 +191,16 @@ async fn rewrite(
     let mut writer = StagedWriter::begin_sized(lake, table, opened, schema, target).await?;
     let mut removes = Vec::new();
     for bin in bins {
-        let mut filter = lit(true);
-        for (column, value) in &bin.partition {
-            let field = scan
-                .schema()
-                .field_with_unqualified_name(column)
-                .map_err(df_error)?;
-            filter = filter.and(match value {
-                None => col(column.as_str()).is_null(),
-                Some(text) => col(column.as_str()).eq(datafusion::logical_expr::cast(
-                    lit(text.clone()),
-                    field.data_type().clone(),
-                )),
-            });
-        }
         // The scan names each row's file as the log does or as a URL, encoded or not: the
         // names of this partition's files, matched to the ones to rewrite.
-        let in_partition = scan.clone().filter(filter).map_err(df_error)?;
-        let names = in_partition
+        let in_partition = scan
             .clone()
-            .aggregate(vec![col(FILE_COLUMN)], vec![])
-            .map_err(df_error)?
-            .collect()
+            .filter(bin.partition_filter(&scan).map_err(df_error)?)
+            .map_err(df_error)?;
+        let chosen = bin
+            .files_to_rewrite(in_partition.clone())
             .await
             .map_err(df_error)?;
-        let wanted: Vec<String> = bin.removes.iter().map(|r| decoded(&r.path)).collect();
-        let mut chosen: Vec<Expr> = Vec::new();
-        for batch in &names {
-            let column = arrow::compute::cast(batch.column(0), &DataType::Utf8)
-                .map_err(|e| df_error(e.into()))?;
-            for name in column.as_string::<i32>().iter().flatten() {
-                let plain = decoded(name);
-                if wanted
-                    .iter()
-                    .any(|w| plain == *w || plain.ends_with(&format!("/{w}")))
-                {
-                    chosen.push(lit(name.to_string()));
-                }
-            }
-        }
         let rows = in_partition
             .filter(
                 datafusion::logical_expr::cast(col(FILE_COLUMN), DataType::Utf8)

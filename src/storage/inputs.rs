@@ -178,6 +178,67 @@ fn is_glob(text: &str) -> bool {
     text.contains(['*', '?', '['])
 }
 
+/// A local path (or `file://` URL), or the files a glob of them matches, sorted.
+fn resolve_local(arg: &str) -> Result<Vec<Input>, InputError> {
+    let path = arg.strip_prefix("file://").unwrap_or(arg);
+    if !is_glob(path) || std::path::Path::new(path).exists() {
+        return Ok(vec![Input::local(path)]);
+    }
+    let bad = |detail: String| InputError::BadPattern {
+        pattern: arg.to_string(),
+        detail,
+    };
+    let mut matched: Vec<PathBuf> = glob::glob(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    matched.retain(|p| p.is_file());
+    if matched.is_empty() {
+        return Err(InputError::NoMatch(arg.to_string()));
+    }
+    matched.sort();
+    Ok(matched.into_iter().map(Input::local).collect())
+}
+
+/// The keys of `bucket` a glob of keys matches, sorted; listed only below the pattern's
+/// literal folder.
+async fn matching_keys(
+    store: &Arc<dyn ObjectStore>,
+    bucket: &str,
+    key: &str,
+    arg: &str,
+) -> Result<Vec<StorePath>, InputError> {
+    let pattern = glob::Pattern::new(key).map_err(|e| InputError::BadPattern {
+        pattern: arg.to_string(),
+        detail: e.to_string(),
+    })?;
+    let literal = &key[..key.find(['*', '?', '[']).unwrap_or(key.len())];
+    let folder = literal.rsplit_once('/').map(|(f, _)| f).unwrap_or("");
+    let prefix = (!folder.is_empty()).then(|| StorePath::from(folder));
+    let matching = glob::MatchOptions {
+        require_literal_separator: true,
+        ..Default::default()
+    };
+    let mut keys = Vec::new();
+    let mut listing = store.list(prefix.as_ref());
+    while let Some(object) = listing.next().await {
+        let object = object.map_err(|source| StorageError::S3 {
+            operation: "list",
+            bucket: bucket.to_string(),
+            key: format!("{folder}/"),
+            source,
+        })?;
+        if pattern.matches_with(object.location.as_ref(), matching) {
+            keys.push(object.location);
+        }
+    }
+    if keys.is_empty() {
+        return Err(InputError::NoMatch(arg.to_string()));
+    }
+    keys.sort();
+    Ok(keys)
+}
+
 /// Resolves the command line's inputs, in order; globs expand to their matches, sorted.
 pub async fn resolve(
     args: &[String],
@@ -191,25 +252,7 @@ pub async fn resolve(
             .strip_prefix("s3://")
             .or_else(|| arg.strip_prefix("s3a://"));
         let Some(rest) = s3 else {
-            let path = arg.strip_prefix("file://").unwrap_or(arg);
-            if is_glob(path) && !std::path::Path::new(path).exists() {
-                let bad = |detail: String| InputError::BadPattern {
-                    pattern: arg.clone(),
-                    detail,
-                };
-                let mut matched: Vec<PathBuf> = glob::glob(path)
-                    .map_err(|e| bad(e.to_string()))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| bad(e.to_string()))?;
-                matched.retain(|p| p.is_file());
-                if matched.is_empty() {
-                    return Err(InputError::NoMatch(arg.clone()));
-                }
-                matched.sort();
-                inputs.extend(matched.into_iter().map(Input::local));
-            } else {
-                inputs.push(Input::local(path));
-            }
+            inputs.extend(resolve_local(arg)?);
             continue;
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
@@ -238,35 +281,7 @@ pub async fn resolve(
             });
             continue;
         }
-        let pattern = glob::Pattern::new(key).map_err(|e| InputError::BadPattern {
-            pattern: arg.clone(),
-            detail: e.to_string(),
-        })?;
-        // List only below the pattern's literal folder.
-        let literal = &key[..key.find(['*', '?', '[']).unwrap_or(key.len())];
-        let folder = literal.rsplit_once('/').map(|(f, _)| f).unwrap_or("");
-        let prefix = (!folder.is_empty()).then(|| StorePath::from(folder));
-        let matching = glob::MatchOptions {
-            require_literal_separator: true,
-            ..Default::default()
-        };
-        let mut keys = Vec::new();
-        let mut listing = store.list(prefix.as_ref());
-        while let Some(object) = listing.next().await {
-            let object = object.map_err(|source| StorageError::S3 {
-                operation: "list",
-                bucket: bucket.to_string(),
-                key: format!("{folder}/"),
-                source,
-            })?;
-            if pattern.matches_with(object.location.as_ref(), matching) {
-                keys.push(object.location);
-            }
-        }
-        if keys.is_empty() {
-            return Err(InputError::NoMatch(arg.clone()));
-        }
-        keys.sort();
+        let keys = matching_keys(&store, bucket, key, arg).await?;
         inputs.extend(keys.into_iter().map(|key| Input {
             location: Location::Object {
                 store: store.clone(),

@@ -364,6 +364,40 @@ pub struct Replaced {
     pub rows_removed: u64,
 }
 
+/// The data files holding matching rows, from a scan's `(file, count)` groups.
+struct Matching {
+    /// As the scan names them (to filter on).
+    scanned: Vec<String>,
+    /// As the log does (decoded, relative, or a URL ending in it).
+    files: HashSet<String>,
+    rows: u64,
+}
+
+impl Matching {
+    fn of(groups: &[RecordBatch]) -> Result<Self, arrow::error::ArrowError> {
+        let mut matching = Self {
+            scanned: Vec::new(),
+            files: HashSet::new(),
+            rows: 0,
+        };
+        for batch in groups {
+            let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+            let counts = batch
+                .column(1)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            for (name, count) in names.as_string::<i32>().iter().zip(counts.iter()) {
+                if let Some(name) = name {
+                    matching.scanned.push(name.to_string());
+                    let decoded = percent_decode_str(name).decode_utf8_lossy().to_string();
+                    matching.files.insert(decoded);
+                }
+                matching.rows += count.unwrap_or(0) as u64;
+            }
+        }
+        Ok(matching)
+    }
+}
+
 /// Finds the files of `opened` holding the rows where `column = value` (Delta's replaceWhere,
 /// done by file). Each such file must hold only matching rows (true for files fxpipe writes
 /// per source); a file that mixes values is refused rather than silently rewritten.
@@ -390,24 +424,11 @@ pub async fn prepare_replace(
         .collect()
         .await
         .map_err(df_error)?;
-    // Data files as the scan names them, and as the log does (decoded, relative).
-    let mut scanned = Vec::new();
-    let mut files = HashSet::new();
-    let mut rows = 0u64;
-    for batch in &matching {
-        let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)
-            .map_err(|e| df_error(e.into()))?;
-        let counts = batch
-            .column(1)
-            .as_primitive::<arrow::datatypes::Int64Type>();
-        for (name, count) in names.as_string::<i32>().iter().zip(counts.iter()) {
-            if let Some(name) = name {
-                scanned.push(name.to_string());
-                files.insert(percent_decode_str(name).decode_utf8_lossy().to_string());
-            }
-            rows += count.unwrap_or(0) as u64;
-        }
-    }
+    let Matching {
+        scanned,
+        files,
+        rows,
+    } = Matching::of(&matching).map_err(|e| df_error(e.into()))?;
     if !scanned.is_empty() {
         let listed: Vec<_> = scanned.iter().map(|f| lit(f.clone())).collect();
         let mixed = scan
@@ -615,145 +636,34 @@ pub async fn commit_written(
     info: &[(String, serde_json::Value)],
 ) -> Result<i64, StorageError> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-    use deltalake::kernel::MetadataExt;
     let to_error = delta_error(table);
-    let kernel_error = |e: deltalake::kernel::Error| to_error(DeltaTableError::from(e));
     lake.prepare_table(table)?;
     let plain = deltalake::kernel::schema::normalize_for_delta(&schema);
-    let written_schema: deltalake::kernel::StructType = plain
-        .as_ref()
-        .try_into_kernel()
-        .map_err(|e| to_error(DeltaTableError::from(e)))?;
+    let written = Written {
+        lake,
+        table,
+        schema: plain
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| to_error(DeltaTableError::from(e)))?,
+        invariants,
+        info,
+        txn: lake.next_transaction(),
+    };
     check_present(lake, table, adds).await?;
-    let txn = lake.next_transaction();
     let mut opened = delta::open(lake, table).await?;
     let mut attempt = 1;
     loop {
-        let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
+        let actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
         let committed = match &opened {
-            None => {
-                // The table's first version: protocol, metadata and the files, in one commit.
-                let protocol = serde_json::from_value(serde_json::json!({
-                    "minReaderVersion": 1,
-                    "minWriterVersion": 2
-                }))
-                .map_err(|e| to_error(DeltaTableError::from(e)))?;
-                let metadata = deltalake::kernel::new_metadata(
-                    &written_schema,
-                    table.partition_columns(),
-                    invariants
-                        .iter()
-                        .map(|(key, value)| (key.to_string(), value.to_string())),
-                )
-                .and_then(|m| m.with_name(table.sql_name().to_string()))
-                .map_err(kernel_error)?;
-                actions.insert(0, Action::Metadata(metadata));
-                actions.insert(0, Action::Protocol(protocol));
-                let operation = DeltaOperation::Write {
-                    mode: SaveMode::Append,
-                    partition_by: Some(
-                        table
-                            .partition_columns()
-                            .iter()
-                            .map(|c| c.to_string())
-                            .collect(),
-                    ),
-                    predicate: None,
-                };
-                let log_store = lake
-                    .delta_builder(table)?
-                    .build()
-                    .map_err(&to_error)?
-                    .log_store();
-                // The table's first version: if another writer created the table meanwhile,
-                // fail and commit again on top of its version (below), instead of letting
-                // delta-rs append this one after it unchecked.
-                let committed = CommitBuilder::from(
-                    lake.commit_properties_with(&txn, info).with_max_retries(0),
-                )
-                .with_actions(actions)
-                .build(None, log_store, operation)
-                .await
-                .map(|c| c.version() as i64);
-                committed
-            }
-            Some(opened) => {
-                let state = opened.snapshot().map_err(&to_error)?;
-                let table_schema = state.schema();
-                let recorded = state.metadata().configuration();
-                let predicate = match replace {
-                    Replace::Table => {
-                        let same_invariants = invariants.iter().all(|(key, value)| {
-                            recorded.get(*key).map(String::as_str) == Some(*value)
-                        });
-                        if table_schema.as_ref() != &written_schema || !same_invariants {
-                            let mut metadata = state
-                                .metadata()
-                                .clone()
-                                .with_schema(&written_schema)
-                                .map_err(kernel_error)?;
-                            for (key, value) in invariants {
-                                metadata = metadata
-                                    .add_config_key(key.to_string(), value.to_string())
-                                    .map_err(kernel_error)?;
-                            }
-                            actions.push(Action::Metadata(metadata));
-                        }
-                        None
-                    }
-                    Replace::Partitions { predicate, .. } => {
-                        for (key, value) in invariants {
-                            match recorded.get(*key) {
-                                Some(theirs) if theirs != value => {
-                                    return Err(StorageError::Invariant {
-                                        table: table.sql_name().to_string(),
-                                        key: key.to_string(),
-                                        recorded: theirs.clone(),
-                                        written: value.to_string(),
-                                        version: opened.version().unwrap_or_default(),
-                                    })
-                                }
-                                _ => {}
-                            }
-                        }
-                        if columns_of(&table_schema) != columns_of(&written_schema) {
-                            return Err(StorageError::SchemaMismatch {
-                                table: table.sql_name().to_string(),
-                                detail: "rewriting some partitions cannot change the table's \
-                                         columns; rewrite the whole table"
-                                    .to_string(),
-                            });
-                        }
-                        Some(predicate.clone())
-                    }
-                };
-                let mut views = opened.get_active_add_actions_by_partitions(&[]);
-                while let Some(view) = views.try_next().await.map_err(&to_error)? {
-                    let replaced = match replace {
-                        Replace::Table => true,
-                        Replace::Partitions { matches, .. } => {
-                            matches(&view.partition_values_map())
-                        }
-                    };
-                    if replaced {
-                        actions.push(Action::Remove(view.remove_action(true)));
-                    }
-                }
-                drop(views);
-                let operation = DeltaOperation::Write {
-                    mode: SaveMode::Overwrite,
-                    partition_by: None,
-                    predicate,
-                };
-                let committed = commit_on(lake, opened, &txn, actions, operation, info).await;
-                committed
-            }
+            None => written.first_version(actions).await?,
+            Some(opened) => written.over(opened, actions, replace).await?,
         };
         let error = match committed {
             Ok(version) => return Ok(version),
             Err(error) => to_error(error),
         };
-        if let Some(landed) = delta::resolve_outcome(lake, table, &txn).await? {
+        if let Some(landed) = delta::resolve_outcome(lake, table, &written.txn).await? {
             return Ok(landed.version().unwrap_or_default() as i64);
         }
         if !delta::is_conflict(&error) || attempt >= delta::COMMIT_ATTEMPTS {
@@ -770,6 +680,178 @@ pub async fn commit_written(
         }
         attempt += 1;
         opened = delta::open(lake, table).await?;
+    }
+}
+
+/// One [`commit_written`]: what every attempt commits, whatever the table's state. The outer
+/// `Result` refuses the commit (a schema or invariant the table cannot take); the inner one is
+/// the commit's own outcome, which may be a conflict worth another attempt.
+struct Written<'a> {
+    lake: &'a Lake,
+    table: Table,
+    /// The written files' schema, as Delta records it.
+    schema: deltalake::kernel::StructType,
+    invariants: &'a [(&'a str, &'a str)],
+    info: &'a [(String, serde_json::Value)],
+    /// The same for every attempt, so a lost answer is found by [`delta::resolve_outcome`].
+    txn: deltalake::kernel::Transaction,
+}
+
+impl Written<'_> {
+    fn kernel_error(&self, error: deltalake::kernel::Error) -> StorageError {
+        delta_error(self.table)(DeltaTableError::from(error))
+    }
+
+    /// The table's first version: protocol, metadata and the files, in one commit. If another
+    /// writer created the table meanwhile, it fails (no retries inside delta-rs) and the caller
+    /// commits again on top of that version, instead of delta-rs appending this one after it
+    /// unchecked.
+    async fn first_version(
+        &self,
+        mut actions: Vec<Action>,
+    ) -> Result<Result<i64, DeltaTableError>, StorageError> {
+        use deltalake::kernel::MetadataExt;
+        let (lake, table) = (self.lake, self.table);
+        let to_error = delta_error(table);
+        let protocol = serde_json::from_value(serde_json::json!({
+            "minReaderVersion": 1,
+            "minWriterVersion": 2
+        }))
+        .map_err(|e| to_error(DeltaTableError::from(e)))?;
+        let metadata = deltalake::kernel::new_metadata(
+            &self.schema,
+            table.partition_columns(),
+            self.invariants
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string())),
+        )
+        .and_then(|m| m.with_name(table.sql_name().to_string()))
+        .map_err(|e| self.kernel_error(e))?;
+        actions.insert(0, Action::Metadata(metadata));
+        actions.insert(0, Action::Protocol(protocol));
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: Some(
+                table
+                    .partition_columns()
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+            ),
+            predicate: None,
+        };
+        let log_store = lake
+            .delta_builder(table)?
+            .build()
+            .map_err(&to_error)?
+            .log_store();
+        Ok(CommitBuilder::from(
+            lake.commit_properties_with(&self.txn, self.info)
+                .with_max_retries(0),
+        )
+        .with_actions(actions)
+        .build(None, log_store, operation)
+        .await
+        .map(|c| c.version() as i64))
+    }
+
+    /// A commit on the table's current version: the files, the removal of every file they
+    /// replace, and new metadata when a whole-table rewrite changes the schema or invariants.
+    async fn over(
+        &self,
+        opened: &DeltaTable,
+        mut actions: Vec<Action>,
+        replace: &Replace,
+    ) -> Result<Result<i64, DeltaTableError>, StorageError> {
+        let to_error = delta_error(self.table);
+        let predicate = match replace {
+            Replace::Table => {
+                if let Some(metadata) = self.changed_metadata(opened)? {
+                    actions.push(Action::Metadata(metadata));
+                }
+                None
+            }
+            Replace::Partitions { predicate, .. } => {
+                self.check_partition_rewrite(opened)?;
+                Some(predicate.clone())
+            }
+        };
+        let mut views = opened.get_active_add_actions_by_partitions(&[]);
+        while let Some(view) = views.try_next().await.map_err(&to_error)? {
+            let replaced = match replace {
+                Replace::Table => true,
+                Replace::Partitions { matches, .. } => matches(&view.partition_values_map()),
+            };
+            if replaced {
+                actions.push(Action::Remove(view.remove_action(true)));
+            }
+        }
+        drop(views);
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by: None,
+            predicate,
+        };
+        Ok(commit_on(self.lake, opened, &self.txn, actions, operation, self.info).await)
+    }
+
+    /// A whole-table rewrite records the written schema and invariants when they differ from
+    /// the table's.
+    fn changed_metadata(
+        &self,
+        opened: &DeltaTable,
+    ) -> Result<Option<deltalake::kernel::Metadata>, StorageError> {
+        use deltalake::kernel::MetadataExt;
+        let state = opened.snapshot().map_err(delta_error(self.table))?;
+        let recorded = state.metadata().configuration();
+        let same_invariants = self
+            .invariants
+            .iter()
+            .all(|(key, value)| recorded.get(*key).map(String::as_str) == Some(*value));
+        if state.schema().as_ref() == &self.schema && same_invariants {
+            return Ok(None);
+        }
+        let mut metadata = state
+            .metadata()
+            .clone()
+            .with_schema(&self.schema)
+            .map_err(|e| self.kernel_error(e))?;
+        for (key, value) in self.invariants {
+            metadata = metadata
+                .add_config_key(key.to_string(), value.to_string())
+                .map_err(|e| self.kernel_error(e))?;
+        }
+        Ok(Some(metadata))
+    }
+
+    /// Rewriting some partitions keeps the table's invariants (base currency, …) and columns:
+    /// the other partitions were written under them.
+    fn check_partition_rewrite(&self, opened: &DeltaTable) -> Result<(), StorageError> {
+        let state = opened.snapshot().map_err(delta_error(self.table))?;
+        let recorded = state.metadata().configuration();
+        for (key, value) in self.invariants {
+            match recorded.get(*key) {
+                Some(theirs) if theirs != value => {
+                    return Err(StorageError::Invariant {
+                        table: self.table.sql_name().to_string(),
+                        key: key.to_string(),
+                        recorded: theirs.clone(),
+                        written: value.to_string(),
+                        version: opened.version().unwrap_or_default(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        if columns_of(&state.schema()) != columns_of(&self.schema) {
+            return Err(StorageError::SchemaMismatch {
+                table: self.table.sql_name().to_string(),
+                detail: "rewriting some partitions cannot change the table's columns; rewrite \
+                         the whole table"
+                    .to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
