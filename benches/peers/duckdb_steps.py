@@ -313,20 +313,20 @@ def parse_args(argv):
     copy_step = steps.add_parser("copy", help="CSV -> Parquet (peer of fxpipe load)")
     copy_step.add_argument("--csv", required=True)
     copy_step.add_argument("--out", required=True)
-    norm = steps.add_parser("normalize", help="Parquet x rates -> partitioned Parquet")
-    norm.add_argument("--transactions", required=True, help="the copy step's Parquet")
-    norm.add_argument("--rates", required=True, help="the rates step's Parquet")
-    norm.add_argument("--out", required=True, help="output folder (replaced)")
-    norm.add_argument("--base", default="SGD", help="base currency (default SGD)")
+    for name, summary, source in [
+        ("normalize", "Parquet x rates -> partitioned Parquet (looser)", "copy"),
+        ("normalize-typed", "the like-for-like normalize", "typed"),
+    ]:
+        norm = steps.add_parser(name, help=summary)
+        norm.add_argument("--transactions", required=True, help=f"the {source} step's transactions")
+        norm.add_argument("--rates", required=True, help=f"the {source} step's rates")
+        norm.add_argument("--out", required=True, help="output folder (replaced)")
+        norm.add_argument("--base", default="SGD", help="base currency (default SGD)")
+    like = norm
     prep = steps.add_parser("typed", help="fxpipe's typed tables -> two Parquet files (untimed)")
     prep.add_argument("--lake", required=True, help="an fxpipe lake after ingest and load")
     prep.add_argument("--out-transactions", required=True)
     prep.add_argument("--out-rates", required=True)
-    like = steps.add_parser("normalize-typed", help="the like-for-like normalize")
-    like.add_argument("--transactions", required=True, help="the typed step's transactions")
-    like.add_argument("--rates", required=True, help="the typed step's rates")
-    like.add_argument("--out", required=True, help="output folder (replaced)")
-    like.add_argument("--base", default="SGD", help="base currency (default SGD)")
     like.add_argument("--max-rate-age", type=int, default=3, help="days (fxpipe's default 3)")
     like.add_argument("--no-insertion-order", action="store_true",
                       help="SET preserve_insertion_order = false first")

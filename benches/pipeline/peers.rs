@@ -95,6 +95,20 @@ impl DuckDb {
         }
     }
 
+    /// A normalize step of the script: its inputs, its output folder, base SGD.
+    fn normalize_step(&self, step: &str, transactions: &Path, rates: &Path, out: &Path) -> Command {
+        let mut command = self.step(step);
+        command
+            .arg("--transactions")
+            .arg(transactions)
+            .arg("--rates")
+            .arg(rates)
+            .arg("--out")
+            .arg(out)
+            .args(["--base", "SGD"]);
+        command
+    }
+
     fn step(&self, step: &str) -> Command {
         let mut command = Command::new(PYTHON);
         command.arg(&self.script).arg(step);
@@ -206,15 +220,8 @@ impl DuckDb {
         insertion_order: bool,
         step: &mut PeerStep,
     ) {
-        let mut command = self.step("normalize-typed");
-        command
-            .arg("--transactions")
-            .arg(transactions)
-            .arg("--rates")
-            .arg(rates)
-            .arg("--out")
-            .arg(out)
-            .args(["--base", "SGD", "--max-rate-age", "3"]);
+        let mut command = self.normalize_step("normalize-typed", transactions, rates, out);
+        command.args(["--max-rate-age", "3"]);
         if !insertion_order {
             command.arg("--no-insertion-order");
         }
@@ -234,14 +241,7 @@ impl DuckDb {
     ) {
         let (measured, stdout) = measure(
             pacing,
-            self.step("normalize")
-                .arg("--transactions")
-                .arg(transactions)
-                .arg("--rates")
-                .arg(rates)
-                .arg("--out")
-                .arg(out)
-                .args(["--base", "SGD"]),
+            &mut self.normalize_step("normalize", transactions, rates, out),
         );
         step.push((measured, parse_report(&stdout)));
     }

@@ -69,6 +69,12 @@ fn rows_of(size: &SizeResult, days: u64, peers: bool) -> Vec<Row> {
             None => dash(),
         })
     };
+    let normalize_row =
+        |step: &str, peer_step: &str, of: fn(&super::PeerResult) -> &PeerStep| Row {
+            step: step.to_string(),
+            fxpipe: fxpipe_cells(&size.normalize, rows, "rows/s"),
+            peer: peer(peer_step, &size.normalize, of),
+        };
     let mut table = vec![
         Row {
             step: format!("ingest ({days} days)"),
@@ -80,35 +86,23 @@ fn rows_of(size: &SizeResult, days: u64, peers: bool) -> Vec<Row> {
             fxpipe: fxpipe_cells(&size.load, rows, "rows/s"),
             peer: peer("copy CSV → Parquet (auto-detected types)", &size.load, |p| &p.copy),
         },
-        Row {
-            step: "normalize".to_string(),
-            fxpipe: fxpipe_cells(&size.normalize, rows, "rows/s"),
-            peer: peer(
-                "**like for like**: typed copy of fxpipe's tables, ASOF join, max rate age 3, DECIMAL(38,2) out",
-                &size.normalize,
-                |p| &p.typed,
-            ),
-        },
+        normalize_row(
+            "normalize",
+            "**like for like**: typed copy of fxpipe's tables, ASOF join, max rate age 3, DECIMAL(38,2) out",
+            |p| &p.typed,
+        ),
     ];
     if peers {
-        table.push(Row {
-            step: "normalize (same runs)".to_string(),
-            fxpipe: fxpipe_cells(&size.normalize, rows, "rows/s"),
-            peer: peer(
-                "like for like, `preserve_insertion_order = false`",
-                &size.normalize,
-                |p| &p.typed_unordered,
-            ),
-        });
-        table.push(Row {
-            step: "normalize (same runs)".to_string(),
-            fxpipe: fxpipe_cells(&size.normalize, rows, "rows/s"),
-            peer: peer(
-                "looser: from the auto-typed copy, re-parses dates and amounts, exact value date only, DOUBLE math",
-                &size.normalize,
-                |p| &p.loose,
-            ),
-        });
+        table.push(normalize_row(
+            "normalize (same runs)",
+            "like for like, `preserve_insertion_order = false`",
+            |p| &p.typed_unordered,
+        ));
+        table.push(normalize_row(
+            "normalize (same runs)",
+            "looser: from the auto-typed copy, re-parses dates and amounts, exact value date only, DOUBLE math",
+            |p| &p.loose,
+        ));
         if let Some(agreement) = size.peer.as_ref().and_then(|p| p.agreement.as_ref()) {
             let verdict = match agreement {
                 Ok(report) => format!(
@@ -176,7 +170,7 @@ fn daily_rows(size: &SizeResult, daily: &super::daily::DailyResult, peers: bool)
     vec![
         Row {
             step: format!(
-                "daily `fxpipe run`: 1 new day ({} rows, 1 rate day); its load {load:.2} s;                  the rest {:.1}% of a full normalize (target ≤ 5%: {})",
+                "daily `fxpipe run`: 1 new day ({} rows, 1 rate day); its load {load:.2} s; the rest {:.1}% of a full normalize (target ≤ 5%: {})",
                 daily.rows_per_day,
                 100.0 * beyond_load / full,
                 met(beyond_load <= 0.05 * full)
