@@ -47,6 +47,33 @@ pub fn not_ours(what: &str) -> DataFusionError {
     DataFusionError::NotImplemented(format!("not this codec's {what}"))
 }
 
+/// The table-provider half of a `LogicalExtensionCodec` for a codec of plan nodes only: every
+/// table provider is another codec's (the composed codec asks the next one). Written inside the
+/// `impl` block.
+#[macro_export]
+macro_rules! no_table_providers {
+    () => {
+        fn try_decode_table_provider(
+            &self,
+            _buf: &[u8],
+            _table_ref: &datafusion::common::TableReference,
+            _schema: arrow::datatypes::SchemaRef,
+            _ctx: &datafusion::execution::TaskContext,
+        ) -> datafusion::common::Result<std::sync::Arc<dyn datafusion::catalog::TableProvider>> {
+            Err($crate::engine::codec::not_ours("table provider"))
+        }
+
+        fn try_encode_table_provider(
+            &self,
+            _table_ref: &datafusion::common::TableReference,
+            _node: std::sync::Arc<dyn datafusion::catalog::TableProvider>,
+            _buf: &mut Vec<u8>,
+        ) -> datafusion::common::Result<()> {
+            Err($crate::engine::codec::not_ours("table provider"))
+        }
+    };
+}
+
 /// The single input of a `node` (its name, for the error).
 pub fn one_input<T: Clone>(node: &str, inputs: &[T]) -> Result<T> {
     match inputs {

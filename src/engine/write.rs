@@ -536,24 +536,7 @@ impl datafusion_proto::logical_plan::LogicalExtensionCodec for WriteCodec {
         }
     }
 
-    fn try_decode_table_provider(
-        &self,
-        _buf: &[u8],
-        _table_ref: &datafusion::common::TableReference,
-        _schema: SchemaRef,
-        _ctx: &TaskContext,
-    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-        Err(super::codec::not_ours("table provider"))
-    }
-
-    fn try_encode_table_provider(
-        &self,
-        _table_ref: &datafusion::common::TableReference,
-        _node: Arc<dyn datafusion::catalog::TableProvider>,
-        _buf: &mut Vec<u8>,
-    ) -> Result<()> {
-        Err(super::codec::not_ours("table provider"))
-    }
+    crate::no_table_providers!();
 }
 
 impl datafusion_proto::physical_plan::PhysicalExtensionCodec for WriteCodec {
