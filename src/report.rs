@@ -197,6 +197,9 @@ pub struct NormalizeReport {
     pub files_written: u64,
     /// Tasks the write ran as (in this process, or on the cluster's executors).
     pub write_tasks: u64,
+    /// Months a write task wrote through a local spill file because it already had
+    /// `--max-open-files` open (summed over the tasks).
+    pub partitions_spilled: u64,
     /// Times the write was submitted again after an executor loss left its results
     /// unreconciled (see `normalize::write_reconciled`).
     pub write_resubmissions: u64,

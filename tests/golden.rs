@@ -455,3 +455,29 @@ write_deltalake(sys.argv[1], row, mode='append')\n";
     assert!(stderr.contains("2017-06-29 INR"), "{stderr}");
     assert_eq!(lake.commits("banktxn/processed"), before);
 }
+
+/// `--max-open-files 1`: each write task keeps one month's file open and writes the other
+/// months through local spill files (issue 26's memory bound). The rows are those of a normalize
+/// with every month open, each month still gets at most one file per task, and the report says
+/// how many months waited.
+#[test]
+fn months_beyond_the_open_file_bound_are_written_the_same() {
+    const ALL_ROWS: &str = "SELECT * FROM processed ORDER BY source_file, source_line";
+    let lake = golden_lake();
+    let all_open = lake.run(&["sql", ALL_ROWS, "--format", "csv"]);
+    let report = lake.latest_report("normalize");
+    assert_eq!(report["partitions_spilled"], 0, "{report}");
+
+    lake.run(&["normalize", "--max-open-files", "1"]);
+    let report = lake.latest_report("normalize");
+    assert_eq!(lake.run(&["sql", ALL_ROWS, "--format", "csv"]), all_open);
+    let months = report["partitions_written"].as_array().unwrap().len() as u64;
+    assert_eq!(months, 2, "{report}");
+    let tasks = report["write_tasks"].as_u64().unwrap();
+    let spilled = report["partitions_spilled"].as_u64().unwrap();
+    assert!(spilled >= 1 && spilled <= tasks * (months - 1), "{report}");
+    assert!(
+        report["files_written"].as_u64().unwrap() <= months * tasks,
+        "{report}"
+    );
+}

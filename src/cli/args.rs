@@ -507,7 +507,7 @@ pub(crate) struct RunArgs {
     pub(crate) conversion: ConversionArgs,
 }
 
-/// How normalize converts (shared by `normalize` and `run`).
+/// How normalize converts and writes (shared by `normalize` and `run`).
 #[derive(Debug, Args)]
 pub(crate) struct ConversionArgs {
     /// Days back a missing day's rate may come from: 0 (the value date's rate only) to 366.
@@ -521,6 +521,16 @@ pub(crate) struct ConversionArgs {
     /// Fail, writing nothing, if any amount has no usable rate.
     #[arg(long, env = "FXPIPE_STRICT")]
     pub(crate) strict: bool,
+    /// Months each write task keeps a Parquet file open for; rows of other months wait in
+    /// local spill files and are written after. Memory follows this, not the data (an open
+    /// file holds up to about 16 MB).
+    #[arg(
+        long,
+        env = "FXPIPE_MAX_OPEN_FILES",
+        default_value_t = fxpipe::engine::partition_files::DEFAULT_MAX_OPEN_FILES as u32,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub(crate) max_open_files: u32,
 }
 
 #[derive(Debug, Args)]

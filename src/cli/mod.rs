@@ -258,6 +258,7 @@ async fn run_command(cli: Cli, engine: Engine, lake: Lake, s3: &S3Options) -> an
                 months: args.from.zip(args.to),
                 write_shuffle: args.write_shuffle.into(),
                 changed: args.changed,
+                max_open_files: args.conversion.max_open_files as usize,
             };
             jobs::run_normalize(&engine, &lake, &options, quiet).await
         }

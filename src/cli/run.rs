@@ -195,6 +195,7 @@ async fn normalize_step(
         base_currency: base.to_string(),
         max_rate_age_days: args.conversion.max_rate_age,
         strict: args.conversion.strict,
+        max_open_files: args.conversion.max_open_files as usize,
         changed: true,
         ..NormalizeOptions::default()
     };

@@ -12,6 +12,7 @@ pub mod extensions;
 pub mod functions;
 pub mod meter;
 pub mod node;
+pub mod partition_files;
 pub mod progress;
 pub mod runaway;
 pub mod scheduler_api;

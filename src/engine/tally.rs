@@ -21,6 +21,10 @@ pub struct Tally {
     pub unconverted: BTreeMap<String, u64>,
     /// Rows per Hive partition (`year=2017/month=6`).
     pub partitions: BTreeMap<String, u64>,
+    /// Partitions a task wrote through a local spill file, beyond its open-file bound
+    /// (counted once per task; see [`super::partition_files`]).
+    #[serde(default)]
+    pub spilled_partitions: u64,
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
@@ -124,6 +128,7 @@ impl Tally {
         for (key, n) in &other.partitions {
             *self.partitions.entry(key.clone()).or_default() += n;
         }
+        self.spilled_partitions += other.spilled_partitions;
     }
 
     pub fn unconverted_total(&self) -> u64 {

@@ -37,13 +37,13 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
-use deltalake::datafile::writer::DeltaWriter;
 use deltalake::kernel::Add;
 use deltalake::logstore::ObjectStoreRef;
 use futures::StreamExt;
 use object_store::prefix::PrefixStore;
 use serde::{Deserialize, Serialize};
 
+use super::partition_files::{PartitionFiles, DEFAULT_MAX_OPEN_FILES};
 use super::tally::Tally;
 use crate::storage::staged::writer_config;
 use crate::storage::{Lake, Table};
@@ -79,6 +79,14 @@ pub struct WriteTarget {
     /// one process, with as many partitions as cores, it would only add a shuffle (about 10%
     /// of normalize's time at 10M rows), so each partition writes its own files there.
     pub one_task_per_partition: bool,
+    /// The most partitions each task keeps a file open for; rows of the others wait in
+    /// local spill files ([`super::partition_files`]). Older plans lack it: the default.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+}
+
+fn default_max_open_files() -> usize {
+    DEFAULT_MAX_OPEN_FILES
 }
 
 impl WriteTarget {
@@ -107,6 +115,7 @@ impl WriteTarget {
                 .collect(),
             converted_suffix,
             one_task_per_partition,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
         }
     }
 }
@@ -368,16 +377,13 @@ impl ExecutionPlan for WriteExec {
         let task = context
             .task_id()
             .unwrap_or_else(|| format!("partition {partition}"));
-        let written = futures::stream::once(write_partition(input, store, target, task));
+        let disk = context.runtime_env().disk_manager.clone();
+        let written = futures::stream::once(write_partition(input, store, target, task, disk));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             OUTPUT_SCHEMA.clone(),
             written,
         )))
     }
-}
-
-fn delta_error(error: deltalake::DeltaTableError) -> DataFusionError {
-    DataFusionError::External(Box::new(error))
 }
 
 /// Writes one partition's rows; returns its `Add` actions and tally as rows.
@@ -386,6 +392,7 @@ async fn write_partition(
     store: ObjectStoreRef,
     target: WriteTarget,
     task: String,
+    disk: Arc<datafusion::execution::DiskManager>,
 ) -> Result<RecordBatch> {
     // The batches are written as they come (string views included, as delta-rs's own writer
     // did): a cast to plain strings copied every string and cost about 6% of normalize.
@@ -395,26 +402,35 @@ async fn write_partition(
         target.partition_columns.clone(),
         &Default::default(),
     );
-    let mut writer = DeltaWriter::new(store, config);
+    let mut writer = PartitionFiles::new(
+        store,
+        config,
+        schema,
+        &target.partition_columns,
+        target.max_open_files,
+        disk,
+    )?;
     let mut tally = Tally::default();
     let suffix = target.converted_suffix.as_deref();
     while let Some(batch) = input.next().await {
         let written = async {
             let batch = batch?;
             tally.add(&batch, &target.partition_columns, suffix)?;
-            writer.write(&batch).await.map_err(delta_error)
+            writer.write(&batch).await
         }
         .await;
         if let Err(error) = written {
-            let _ = writer.abort().await;
+            writer.abort().await;
             return Err(error);
         }
     }
-    let adds = writer.close().await.map_err(delta_error)?;
+    tally.spilled_partitions = writer.spilled_partitions() as u64;
+    let adds = writer.close().await?;
     tracing::info!(
         table = %target.table,
         task = %task,
         files = adds.len(),
+        spilled_partitions = tally.spilled_partitions,
         rows = tally.rows,
         "wrote data files (uncommitted)"
     );

@@ -16,6 +16,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::{changes, JobError};
 use crate::engine::broadcast::Broadcast;
+use crate::engine::partition_files::DEFAULT_MAX_OPEN_FILES;
 use crate::engine::tally::Tally;
 use crate::engine::write::{WriteNode, WriteShuffle, WriteTarget, Written};
 use crate::engine::{Engine, RESUBMISSIONS};
@@ -121,6 +122,9 @@ pub struct NormalizeOptions {
     /// Recompute only the months whose inputs changed since the last normalize (see
     /// [`super::changes`]); nothing at all when nothing changed.
     pub changed: bool,
+    /// The most months each write task keeps a file open for (see
+    /// [`crate::engine::partition_files`]).
+    pub max_open_files: usize,
 }
 
 /// Which rows a run recomputes.
@@ -141,6 +145,7 @@ impl Default for NormalizeOptions {
             months: None,
             write_shuffle: WriteShuffle::Auto,
             changed: false,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
         }
     }
 }
@@ -450,14 +455,17 @@ async fn convert_and_commit(
         }
     }
     let schema = Arc::new(normalized.schema().as_arrow().clone());
-    let target = WriteTarget::of(
-        lake,
-        Table::Processed,
-        Some(options.column_suffix.clone()),
-        options
-            .write_shuffle
-            .applies(engine.cluster_address().is_some(), engine.partitions()),
-    );
+    let target = WriteTarget {
+        max_open_files: options.max_open_files,
+        ..WriteTarget::of(
+            lake,
+            Table::Processed,
+            Some(options.column_suffix.clone()),
+            options
+                .write_shuffle
+                .applies(engine.cluster_address().is_some(), engine.partitions()),
+        )
+    };
     let plan = WriteNode::new(normalized.into_unoptimized_plan(), target)?.into_plan();
     let written = write_reconciled(engine, lake, plan, report).await?;
     fill(&written.tally, report);
@@ -615,6 +623,7 @@ fn fill(tally: &Tally, report: &mut NormalizeReport) {
     report.unconverted = tally.unconverted_total();
     report.unconverted_by_currency = tally.unconverted.clone();
     report.partitions_written = tally.partitions.keys().cloned().collect();
+    report.partitions_spilled = tally.spilled_partitions;
 }
 
 fn unconverted_detail(report: &NormalizeReport) -> String {
