@@ -22,6 +22,10 @@
 //! `--scaling` runs only the cluster's scaling study instead (`scaling.rs`; sizes from
 //! `FXPIPE_BENCH_ROWS`, e.g. 1000000,10000000,30000000), into `latest-scaling.md/json`.
 //!
+//! `--memory` runs only normalize's memory row instead (`memory.rs`): 100M rows unless
+//! `FXPIPE_BENCH_ROWS` says otherwise, one run unless `FXPIPE_BENCH_RUNS` does, into
+//! `latest-memory.md/json`. It needs about 25 GB of disk and is not run in CI.
+//!
 //! Then the daily job (issue 24) on the last embedded lake: each run adds the next day of
 //! exports (the data's rows per day) and of rates, then times `fxpipe run` (ingest that day,
 //! load the new file, `normalize --changed`); then `fxpipe run` with nothing new. The table
@@ -31,6 +35,7 @@
 mod cluster;
 mod daily;
 mod measure;
+mod memory;
 mod peers;
 mod report;
 mod scaling;
@@ -152,6 +157,7 @@ pub struct SizeResult {
 struct Options {
     peers: bool,
     scaling: bool,
+    memory: bool,
     sizes: Vec<u64>,
     pacing: Pacing,
 }
@@ -167,20 +173,23 @@ impl Options {
     fn parse() -> Self {
         let peers = std::env::args().skip(1).any(|a| a == "--peers");
         let scaling = std::env::args().skip(1).any(|a| a == "--scaling");
+        let memory = std::env::args().skip(1).any(|a| a == "--memory");
         let sizes = match std::env::var("FXPIPE_BENCH_ROWS") {
             Ok(list) => list
                 .split(',')
                 .filter_map(|s| s.trim().parse().ok())
                 .collect(),
+            Err(_) if memory => vec![100_000_000],
             Err(_) => vec![1_000_000, 10_000_000],
         };
         let pacing = Pacing {
-            runs: env_number("FXPIPE_BENCH_RUNS", 3usize).max(1),
+            runs: env_number("FXPIPE_BENCH_RUNS", if memory { 1 } else { 3usize }).max(1),
             idle: Duration::from_secs_f64(env_number("FXPIPE_BENCH_IDLE_SECONDS", 2.0f64).max(0.0)),
         };
         Self {
             peers,
             scaling,
+            memory,
             sizes,
             pacing,
         }
@@ -471,6 +480,10 @@ fn main() {
         scaling_study(&options, &cache, &rates_dir);
         return;
     }
+    if options.memory {
+        memory_row(&options, &cache, &rates_dir);
+        return;
+    }
     let duckdb = options.peers.then(DuckDb::ensure);
     let rates_parquet = cache.join(format!("duckdb-rates-{}.parquet", SHAPE.tag()));
     let peers_json = duckdb.as_ref().map(|duckdb| {
@@ -526,6 +539,33 @@ fn main() {
             );
         }
     }
+}
+
+/// `--memory`: normalize's time and peak RSS at each size, bounded and with every month open.
+fn memory_row(options: &Options, cache: &Path, rates_dir: &Path) {
+    let rows: Vec<_> = options
+        .sizes
+        .iter()
+        .map(|&size| memory::bench(&options.pacing, cache, rates_dir, size))
+        .collect();
+    let table = memory::table(&rows, &options.pacing);
+    println!("{}\n\n{table}", SHAPE.describe());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    let json = memory::json(&rows, &options.pacing);
+    std::fs::write(
+        dir.join("latest-memory.json"),
+        serde_json::to_string_pretty(&json).expect("JSON") + "\n",
+    )
+    .expect("write latest-memory.json");
+    std::fs::write(
+        dir.join("latest-memory.md"),
+        format!("{}\n\n{table}", SHAPE.describe()),
+    )
+    .expect("write latest-memory.md");
+    eprintln!(
+        "wrote {}/latest-memory.json and latest-memory.md",
+        dir.display()
+    );
 }
 
 /// `--scaling`: the cluster's scaling study at each size.
