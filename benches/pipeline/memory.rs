@@ -76,7 +76,7 @@ pub fn bench(pacing: &Pacing, cache: &Path, rates: &Path, rows: u64) -> MemoryRo
 pub fn table(rows: &[MemoryRow], pacing: &Pacing) -> String {
     let mut out = format!(
         "normalize's peak RSS against the {TARGET_MB:.0} MB target (release; medians of {} \
-         runs, slowest and fastest in brackets)\n\n\
+         runs, fastest and slowest in brackets)\n\n\
          | rows | step | s | peak RSS MB | within {TARGET_MB:.0} MB |\n|---:|---|---:|---:|---|\n",
         pacing.runs
     );

@@ -12,14 +12,17 @@ use std::sync::Arc;
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::TableParquetOptions;
 use datafusion::common::stats::Precision;
+use datafusion::common::DFSchema;
 use datafusion::common::{DataFusionError, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
@@ -236,11 +239,21 @@ impl TableProvider for DeltaFilesTable {
         TableType::Base
     }
 
+    /// Every filter reaches the Parquet scan (row groups and pages skipped by their statistics,
+    /// and with `execution.parquet.pushdown_filters` rows filtered while decoding), and is
+    /// applied again above it: the scan may return rows a filter rejects, never drop one.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         // Spread the files over the session's partitions, largest first, each to the
@@ -264,11 +277,22 @@ impl TableProvider for DeltaFilesTable {
                 lightest.1.push(partitioned);
             }
         }
-        let source = Arc::new(ParquetSource::new(
+        // The session's Parquet settings, as DataFusion's own tables take them.
+        let options = TableParquetOptions {
+            global: state.config_options().execution.parquet.clone(),
+            ..Default::default()
+        };
+        let mut source = ParquetSource::new(
             TableSchema::builder(self.file_schema.clone())
                 .with_table_partition_cols(self.partition_fields.clone())
                 .build(),
-        ));
+        )
+        .with_table_parquet_options(options);
+        if let Some(filter) = conjunction(filters.iter().cloned()) {
+            let schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            source = source.with_predicate(state.create_physical_expr(filter, &schema)?);
+        }
+        let source = Arc::new(source);
         let mut config =
             FileScanConfigBuilder::new(ObjectStoreUrl::parse(&self.files.store_url)?, source);
         if let Some((rows, bytes)) = self.files.size {

@@ -40,6 +40,12 @@ use indexmap::IndexMap;
 /// for the join under normalize's 1 GB bound (benches/README.md, "Memory").
 pub const DEFAULT_MAX_OPEN_FILES: usize = 12;
 
+/// Open files closed at once when the input ends.
+const CLOSING_AT_ONCE: usize = 16;
+
+/// Spilled months written at once after that.
+const DRAINING_AT_ONCE: usize = 2;
+
 /// Values of a partition, as delta-rs writes them into the `Add` action.
 type Values = IndexMap<String, Scalar>;
 
@@ -178,17 +184,53 @@ impl PartitionFiles {
     /// Closes the open files, then writes each spilled partition, one at a time; returns every
     /// file's `Add` action.
     pub async fn close(mut self) -> Result<Vec<Add>> {
-        let open = std::mem::take(&mut self.open);
-        for writer in open.into_values().chain(self.whole.take()) {
-            let adds = writer.close().await.map_err(delta_error)?;
-            self.adds.extend(adds);
+        use futures::StreamExt;
+        // The open files end at once, as delta-rs ends its partitions' files: on S3 each
+        // close waits for its last part and the upload's completion.
+        let open: Vec<_> = std::mem::take(&mut self.open)
+            .into_values()
+            .chain(self.whole.take())
+            .collect();
+        let mut closes = futures::stream::iter(open)
+            .map(|writer| writer.close())
+            .buffer_unordered(CLOSING_AT_ONCE);
+        let mut first_error = None;
+        while let Some(closed) = closes.next().await {
+            match closed {
+                Ok(adds) => self.adds.extend(adds),
+                // The others still finish: a close cut short would leave upload parts that
+                // vacuum cannot see, while a finished file is an orphan it removes.
+                Err(error) => {
+                    first_error.get_or_insert(delta_error(error));
+                }
+            }
         }
+        drop(closes);
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        // Then the months that waited, a few at a time: one is encoded while another's
+        // upload ends, and memory stays that of a few open files.
         let mut spilled: Vec<_> = std::mem::take(&mut self.spilled).into_iter().collect();
         spilled.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-        for (_, spill) in spilled {
-            let adds = spill.drain(&self.store, &self.config).await?;
-            self.adds.extend(adds);
+        let (store, config) = (&self.store, &self.config);
+        let mut drains = futures::stream::iter(spilled)
+            .map(|(_, spill)| spill.drain(store, config))
+            .buffered(DRAINING_AT_ONCE);
+        let mut adds = Vec::new();
+        while let Some(drained) = drains.next().await {
+            match drained {
+                Ok(more) => adds.extend(more),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
         }
+        drop(drains);
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        self.adds.extend(adds);
         Ok(self.adds)
     }
 

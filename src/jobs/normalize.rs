@@ -264,6 +264,11 @@ fn tune_session(engine: &Engine) -> Result<(), JobError> {
     // partition of the transactions instead of hash-repartitioning millions of rows twice.
     // DataFusion cannot tell it is small (no row count after the unnest), so say so here.
     options.optimizer.repartition_joins = false;
+    // A run of some months (`--changed`, `--from/--to`) reads their rows out of transactions
+    // files that hold every month (a bank export is one account's years after another's):
+    // filtering `date` while decoding skips the other columns' pages for the rows it drops.
+    // A whole run has no filter, so nothing changes for it.
+    options.execution.parquet.pushdown_filters = true;
     // Larger batches than DataFusion's 8192 rows: the writer splits every batch by year
     // and month, so an 8192-row batch of five years reaches each of its ~60 partition
     // writers as ~140 rows, and the Parquet writer's per-call cost dominated. With 32768
@@ -675,22 +680,78 @@ async fn check_one_rate_per_day(
 /// the data: on a cluster that pass was a job of its own. `None` (so the pass runs) unless every
 /// file's statistics are there and exact: fxpipe's loads write them; another writer may not, and
 /// a deletion vector makes `numRecords` count deleted rows.
+/// A data file's statistics in the Delta log (the columns fxpipe reads from them).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    num_records: Option<u64>,
+    #[serde(default)]
+    null_count: std::collections::HashMap<String, serde_json::Value>,
+    #[serde(default)]
+    min_values: std::collections::HashMap<String, serde_json::Value>,
+    #[serde(default)]
+    max_values: std::collections::HashMap<String, serde_json::Value>,
+}
+
+/// The base currencies of `processed`'s live files from their statistics in the log, `NULL`
+/// for rows without one; `None` when a file has no usable statistics (then the rows tell).
+async fn bases_in_log(table: &deltalake::DeltaTable) -> Result<Option<BTreeSet<String>>, JobError> {
+    use futures::TryStreamExt;
+    let mut bases = BTreeSet::new();
+    let mut files = table.get_active_add_actions_by_partitions(&[]);
+    while let Some(file) =
+        files
+            .try_next()
+            .await
+            .map_err(|source| crate::storage::StorageError::Delta {
+                table: Table::Processed.sql_name().to_string(),
+                source,
+            })?
+    {
+        if file.deletion_vector_descriptor().is_some() {
+            return Ok(None);
+        }
+        let Some(stats) = file
+            .stats()
+            .and_then(|json| serde_json::from_str::<Stats>(&json).ok())
+        else {
+            return Ok(None);
+        };
+        let (Some(records), Some(nulls)) = (
+            stats.num_records,
+            stats
+                .null_count
+                .get(BASE_CURRENCY_COLUMN)
+                .and_then(|n| n.as_u64()),
+        ) else {
+            return Ok(None);
+        };
+        if nulls > 0 {
+            bases.insert("NULL".to_string());
+        }
+        if nulls < records {
+            let text = |values: &std::collections::HashMap<String, serde_json::Value>| {
+                values
+                    .get(BASE_CURRENCY_COLUMN)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            // Statistics may truncate long strings; a three-letter code never is.
+            let (Some(min), Some(max)) = (text(&stats.min_values), text(&stats.max_values)) else {
+                return Ok(None);
+            };
+            bases.insert(min);
+            bases.insert(max);
+        }
+    }
+    Ok(Some(bases))
+}
+
 async fn counted_in_log(
     table: &deltalake::DeltaTable,
     options: &NormalizeOptions,
 ) -> Result<Option<(u64, (ScalarValue, ScalarValue))>, JobError> {
     use futures::TryStreamExt;
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Stats {
-        num_records: Option<u64>,
-        #[serde(default)]
-        null_count: std::collections::HashMap<String, serde_json::Value>,
-        #[serde(default)]
-        min_values: std::collections::HashMap<String, serde_json::Value>,
-        #[serde(default)]
-        max_values: std::collections::HashMap<String, serde_json::Value>,
-    }
     let day = |value: Option<&serde_json::Value>| -> Option<i32> {
         let date = chrono::NaiveDate::parse_from_str(value?.as_str()?, "%Y-%m-%d").ok()?;
         let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
@@ -792,9 +853,9 @@ async fn rows_and_rate_dates(
 /// The base currencies the processed table's rows are in (none when it is empty or missing).
 /// A table written before fxpipe recorded them has no `base_currency` column: `None`.
 async fn processed_bases(engine: &Engine, lake: &Lake) -> Result<Option<Vec<String>>, JobError> {
-    if !engine.register_table(lake, Table::Processed).await? {
+    let Some(log) = engine.register_table_opened(lake, Table::Processed).await? else {
         return Ok(Some(Vec::new()));
-    }
+    };
     let ctx = engine.ctx();
     let processed = ctx.table(Table::Processed.sql_name()).await?;
     if !processed
@@ -802,6 +863,11 @@ async fn processed_bases(engine: &Engine, lake: &Lake) -> Result<Option<Vec<Stri
         .has_column_with_unqualified_name(BASE_CURRENCY_COLUMN)
     {
         return Ok(None);
+    }
+    // The files' statistics in the log answer without reading a row: a scan of the column
+    // took 230 ms of a day's 1-second run at 10M rows.
+    if let Some(bases) = bases_in_log(&log).await? {
+        return Ok(Some(bases.into_iter().collect()));
     }
     let batches = engine
         .collect(
