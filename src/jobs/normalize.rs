@@ -355,13 +355,13 @@ async fn selected_transactions(
     let transactions = engine.ctx().table("transactions").await?;
     Ok(match selection {
         Selection::Whole => transactions,
+        // Plain comparisons of `date`, as for --changed: they reach the Parquet scan, and
+        // computing year*100+month for every row took 15% of a two-month rewrite at 10M rows.
         Selection::Range(from, to) => {
-            let date = col("date");
-            transactions.filter(
-                (datafusion::functions::expr_fn::date_part(lit("year"), date.clone()) * lit(100)
-                    + datafusion::functions::expr_fn::date_part(lit("month"), date))
-                .between(lit(from.key()), lit(to.key())),
-            )?
+            let (first, _) = from.days();
+            let (_, next) = to.days();
+            let day = |d| lit(ScalarValue::Date32(Some(days_since_epoch(d))));
+            transactions.filter(col("date").gt_eq(day(first)).and(col("date").lt(day(next))))?
         }
         Selection::Months(months) => match dated_in(months) {
             Some(filter) => transactions.filter(filter)?,
