@@ -550,22 +550,22 @@ fn memory_row(options: &Options, cache: &Path, rates_dir: &Path) {
         .collect();
     let table = memory::table(&rows, &options.pacing);
     println!("{}\n\n{table}", SHAPE.describe());
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     let json = memory::json(&rows, &options.pacing);
-    std::fs::write(
-        dir.join("latest-memory.json"),
-        serde_json::to_string_pretty(&json).expect("JSON") + "\n",
-    )
-    .expect("write latest-memory.json");
-    std::fs::write(
-        dir.join("latest-memory.md"),
-        format!("{}\n\n{table}", SHAPE.describe()),
-    )
-    .expect("write latest-memory.md");
-    eprintln!(
-        "wrote {}/latest-memory.json and latest-memory.md",
-        dir.display()
-    );
+    let markdown = format!("{}\n\n{table}", SHAPE.describe());
+    write_results("latest-memory", &json, &markdown);
+}
+
+/// Writes `benches/results/NAME.json` and `NAME.md`.
+fn write_results(name: &str, json: &serde_json::Value, markdown: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results");
+    let json = serde_json::to_string_pretty(json).expect("JSON") + "\n";
+    for (path, text) in [
+        (dir.join(format!("{name}.json")), json.as_str()),
+        (dir.join(format!("{name}.md")), markdown),
+    ] {
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+    eprintln!("wrote {}/{name}.json and .md", dir.display());
 }
 
 /// `--scaling`: the cluster's scaling study at each size.
@@ -584,7 +584,6 @@ fn scaling_study(options: &Options, cache: &Path, rates_dir: &Path) {
     }
     let table = scaling::table(&rows);
     println!("{}\n\n{table}", SHAPE.describe());
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/results");
     let machine = report::machine();
     let json = serde_json::json!({
         "machine": machine,
@@ -592,26 +591,17 @@ fn scaling_study(options: &Options, cache: &Path, rates_dir: &Path) {
         "data": SHAPE.json(),
         "shapes": scaling::json(&rows),
     });
-    std::fs::write(
-        dir.join("latest-scaling.json"),
-        serde_json::to_string_pretty(&json).expect("JSON") + "\n",
-    )
-    .expect("write latest-scaling.json");
-    std::fs::write(
-        dir.join("latest-scaling.md"),
-        format!(
-            "Measured {} on {} cores, commit {}; {}.\n\n{table}",
-            machine["date"].as_str().unwrap_or("?"),
-            machine["nproc"],
-            machine["commit"]
-                .as_str()
-                .unwrap_or("?")
-                .chars()
-                .take(10)
-                .collect::<String>(),
-            SHAPE.describe()
-        ),
-    )
-    .expect("write latest-scaling.md");
-    eprintln!("wrote {}/latest-scaling.json and .md", dir.display());
+    let markdown = format!(
+        "Measured {} on {} cores, commit {}; {}.\n\n{table}",
+        machine["date"].as_str().unwrap_or("?"),
+        machine["nproc"],
+        machine["commit"]
+            .as_str()
+            .unwrap_or("?")
+            .chars()
+            .take(10)
+            .collect::<String>(),
+        SHAPE.describe()
+    );
+    write_results("latest-scaling", &json, &markdown);
 }

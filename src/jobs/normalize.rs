@@ -675,11 +675,6 @@ async fn check_one_rate_per_day(
     )))
 }
 
-/// What [`rows_and_rate_dates`] computes, read from the Delta log's per-file statistics
-/// (`numRecords`, `nullCount`, `minValues`, `maxValues` of `value_date`) instead of a pass over
-/// the data: on a cluster that pass was a job of its own. `None` (so the pass runs) unless every
-/// file's statistics are there and exact: fxpipe's loads write them; another writer may not, and
-/// a deletion vector makes `numRecords` count deleted rows.
 /// A data file's statistics in the Delta log (the columns fxpipe reads from them).
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -693,18 +688,30 @@ struct Stats {
     max_values: std::collections::HashMap<String, serde_json::Value>,
 }
 
-/// The base currencies of `processed`'s live files from their statistics in the log, `NULL`
-/// for rows without one; `None` when a file has no usable statistics (then the rows tell).
-async fn bases_in_log(table: &deltalake::DeltaTable) -> Result<Option<BTreeSet<String>>, JobError> {
+/// A live file's rows, the nulls of one column among them, and its statistics.
+struct FileStats {
+    records: u64,
+    nulls: u64,
+    stats: Stats,
+}
+
+/// Every live file of `table` (named `table_name`) with its rows and the nulls of `column`,
+/// from the log; `None` when a file lacks them, or has a deletion vector (its `numRecords`
+/// counts deleted rows).
+async fn files_stats(
+    table: &deltalake::DeltaTable,
+    table_name: Table,
+    column: &str,
+) -> Result<Option<Vec<FileStats>>, JobError> {
     use futures::TryStreamExt;
-    let mut bases = BTreeSet::new();
+    let mut found = Vec::new();
     let mut files = table.get_active_add_actions_by_partitions(&[]);
     while let Some(file) =
         files
             .try_next()
             .await
             .map_err(|source| crate::storage::StorageError::Delta {
-                table: Table::Processed.sql_name().to_string(),
+                table: table_name.sql_name().to_string(),
                 source,
             })?
     {
@@ -719,17 +726,31 @@ async fn bases_in_log(table: &deltalake::DeltaTable) -> Result<Option<BTreeSet<S
         };
         let (Some(records), Some(nulls)) = (
             stats.num_records,
-            stats
-                .null_count
-                .get(BASE_CURRENCY_COLUMN)
-                .and_then(|n| n.as_u64()),
+            stats.null_count.get(column).and_then(|n| n.as_u64()),
         ) else {
             return Ok(None);
         };
-        if nulls > 0 {
+        found.push(FileStats {
+            records,
+            nulls,
+            stats,
+        });
+    }
+    Ok(Some(found))
+}
+
+/// The base currencies of `processed`'s live files from their statistics in the log, `NULL`
+/// for rows without one; `None` when a file has no usable statistics (then the rows tell).
+async fn bases_in_log(table: &deltalake::DeltaTable) -> Result<Option<BTreeSet<String>>, JobError> {
+    let Some(files) = files_stats(table, Table::Processed, BASE_CURRENCY_COLUMN).await? else {
+        return Ok(None);
+    };
+    let mut bases = BTreeSet::new();
+    for file in files {
+        if file.nulls > 0 {
             bases.insert("NULL".to_string());
         }
-        if nulls < records {
+        if file.nulls < file.records {
             let text = |values: &std::collections::HashMap<String, serde_json::Value>| {
                 values
                     .get(BASE_CURRENCY_COLUMN)
@@ -737,7 +758,9 @@ async fn bases_in_log(table: &deltalake::DeltaTable) -> Result<Option<BTreeSet<S
                     .map(str::to_string)
             };
             // Statistics may truncate long strings; a three-letter code never is.
-            let (Some(min), Some(max)) = (text(&stats.min_values), text(&stats.max_values)) else {
+            let (Some(min), Some(max)) =
+                (text(&file.stats.min_values), text(&file.stats.max_values))
+            else {
                 return Ok(None);
             };
             bases.insert(min);
@@ -747,47 +770,30 @@ async fn bases_in_log(table: &deltalake::DeltaTable) -> Result<Option<BTreeSet<S
     Ok(Some(bases))
 }
 
+/// What [`rows_and_rate_dates`] computes, read from the Delta log's per-file statistics
+/// (`numRecords`, `nullCount`, `minValues`, `maxValues` of `value_date`) instead of a pass over
+/// the data: on a cluster that pass was a job of its own. `None` (so the pass runs) unless every
+/// file's statistics are there and exact: fxpipe's loads write them; another writer may not, and
+/// a deletion vector makes `numRecords` count deleted rows.
 async fn counted_in_log(
     table: &deltalake::DeltaTable,
     options: &NormalizeOptions,
 ) -> Result<Option<(u64, (ScalarValue, ScalarValue))>, JobError> {
-    use futures::TryStreamExt;
     let day = |value: Option<&serde_json::Value>| -> Option<i32> {
         let date = chrono::NaiveDate::parse_from_str(value?.as_str()?, "%Y-%m-%d").ok()?;
         let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
         i32::try_from((date - epoch).num_days()).ok()
     };
+    let Some(files) = files_stats(table, Table::Transactions, "value_date").await? else {
+        return Ok(None);
+    };
     let (mut rows, mut first, mut last) = (0u64, None::<i32>, None::<i32>);
-    let mut files = table.get_active_add_actions_by_partitions(&[]);
-    while let Some(file) =
-        files
-            .try_next()
-            .await
-            .map_err(|source| crate::storage::StorageError::Delta {
-                table: Table::Transactions.sql_name().to_string(),
-                source,
-            })?
-    {
-        if file.deletion_vector_descriptor().is_some() {
-            return Ok(None);
-        }
-        let Some(stats) = file
-            .stats()
-            .and_then(|json| serde_json::from_str::<Stats>(&json).ok())
-        else {
-            return Ok(None);
-        };
-        let (Some(records), Some(nulls)) = (
-            stats.num_records,
-            stats.null_count.get("value_date").and_then(|n| n.as_u64()),
-        ) else {
-            return Ok(None);
-        };
-        rows += records;
-        if nulls < records {
+    for file in files {
+        rows += file.records;
+        if file.nulls < file.records {
             let (Some(min), Some(max)) = (
-                day(stats.min_values.get("value_date")),
-                day(stats.max_values.get("value_date")),
+                day(file.stats.min_values.get("value_date")),
+                day(file.stats.max_values.get("value_date")),
             ) else {
                 return Ok(None);
             };
