@@ -144,8 +144,10 @@ impl PartitionFiles {
         groups.sort_unstable_by_key(|(key, _)| *key);
         for (key, indices) in groups {
             let indices = UInt32Array::from(indices);
+            // Under the stream's schema, as delta-rs's own split does: its file writer refuses
+            // a batch whose schema differs in the least (a field's nullability, metadata).
             let part = RecordBatch::try_new(
-                batch.schema(),
+                self.schema.clone(),
                 batch
                     .columns()
                     .iter()
