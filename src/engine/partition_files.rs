@@ -72,7 +72,6 @@ pub struct PartitionFiles {
     open: HashMap<Vec<u8>, DeltaWriter>,
     spilled: HashMap<Vec<u8>, Spill>,
     disk: Arc<DiskManager>,
-    adds: Vec<Add>,
 }
 
 impl PartitionFiles {
@@ -109,7 +108,6 @@ impl PartitionFiles {
             open: HashMap::new(),
             spilled: HashMap::new(),
             disk,
-            adds: Vec::new(),
         })
     }
 
@@ -183,8 +181,8 @@ impl PartitionFiles {
         Ok(())
     }
 
-    /// Closes the open files, then writes each spilled partition, one at a time; returns every
-    /// file's `Add` action.
+    /// Closes the open files, then writes the spilled partitions, [`DRAINING_AT_ONCE`] at a
+    /// time; returns every file's `Add` action.
     pub async fn close(mut self) -> Result<Vec<Add>> {
         use futures::StreamExt;
         // The open files end at once, as delta-rs ends its partitions' files: on S3 each
@@ -196,10 +194,11 @@ impl PartitionFiles {
         let mut closes = futures::stream::iter(open)
             .map(|writer| writer.close())
             .buffer_unordered(CLOSING_AT_ONCE);
+        let mut adds = Vec::new();
         let mut first_error = None;
         while let Some(closed) = closes.next().await {
             match closed {
-                Ok(adds) => self.adds.extend(adds),
+                Ok(more) => adds.extend(more),
                 // The others still finish: a close cut short would leave upload parts that
                 // vacuum cannot see, while a finished file is an orphan it removes.
                 Err(error) => {
@@ -219,7 +218,6 @@ impl PartitionFiles {
         let mut drains = futures::stream::iter(spilled)
             .map(|(_, spill)| spill.drain(store, config))
             .buffered(DRAINING_AT_ONCE);
-        let mut adds = Vec::new();
         while let Some(drained) = drains.next().await {
             match drained {
                 Ok(more) => adds.extend(more),
@@ -232,8 +230,7 @@ impl PartitionFiles {
         if let Some(error) = first_error {
             return Err(error);
         }
-        self.adds.extend(adds);
-        Ok(self.adds)
+        Ok(adds)
     }
 
     /// Abandons the write: aborts the open files' uploads; spill files go with their handles.
